@@ -1,0 +1,38 @@
+"""Options every command shares, declared once so their names and help stay uniform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+OutOption = typer.Option(..., "--out", help="Output directory.")
+ConfigOption = typer.Option(
+    None, "--config", help="YAML file of options (the defaults follow the paper)."
+)
+SetOption = typer.Option([], "--set", help="Dotted override, repeatable: --set train.lr=0.001.")
+JobsOption = typer.Option(1, "--jobs", min=1, help="Local worker processes (one shard each).")
+ShardOption = typer.Option(
+    None, "--shard", help="Run only shard I/N (default: SLURM array task, else all items)."
+)
+SeedOption = typer.Option(0, "--seed", help="Random seed.")
+ForceOption = typer.Option(False, "--force", help="Replace outputs made with another config.")
+DryRunOption = typer.Option(False, "--dry-run", help="Say what would run and why; change nothing.")
+DeviceOption = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1 ...")
+MaxRejectOption = typer.Option(
+    0.2, "--max-reject-rate", min=0.0, max=1.0, help="Fail the stage past this share of rejects."
+)
+LauncherOption = typer.Option(
+    "local", "--launcher", help="local (process pool) or slurm (job array through submitit)."
+)
+ManifestOption = typer.Option(
+    ..., "--manifest", exists=False, help="JSONL with id and path per line."
+)
+
+
+def existing_path(path: Path, what: str) -> Path:
+    from avtool.core.errors import InputError
+
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found; check the path")
+    return path

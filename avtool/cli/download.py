@@ -1,0 +1,5 @@
+"""`avtool download ...`"""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Download commands.")

@@ -1,0 +1,5 @@
+"""`avtool evaluate ...`"""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Evaluate commands.")

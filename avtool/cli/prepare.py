@@ -1,0 +1,5 @@
+"""`avtool prepare ...`"""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Prepare commands.")

@@ -1,0 +1,5 @@
+"""`avtool quantize ...`"""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Quantize commands.")

@@ -1,0 +1,5 @@
+"""`avtool report ...`"""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Report commands.")

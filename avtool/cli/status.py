@@ -1,0 +1,6 @@
+"""`avtool status DIR...`"""
+
+
+def status() -> None:
+    """Table of stages."""
+    raise NotImplementedError

@@ -1,0 +1,5 @@
+"""`avtool synth ...`"""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Synth commands.")

@@ -1,0 +1,328 @@
+"""The stage contract: outputs first, `stage.json` last; up to date only when the stamp matches.
+
+Every stage directory holds, per shard tag (empty for an unsharded run):
+- `stage[-TAG].started.json`: written when a run begins (name, version, config hash);
+- `stage[-TAG].json`: the stamp, written last and atomically when the run is complete.
+A stage is *done* when its stamp matches the config and input fingerprints (an unsharded stamp,
+or one stamp per shard of a complete sharded run), *partial* when a run began with the same
+config but has no stamp, and *stale* when what is on disk was made from another config or inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avtool import __version__
+from avtool.core import atomic
+from avtool.core.config import config_hash, write_resolved
+from avtool.core.errors import InputError, StaleOutputError
+from avtool.core.shard import WHOLE, Shard
+
+STAMP = "stage.json"
+STARTED_SUFFIX = ".started.json"
+_HASHED_FILE_LIMIT = 64 << 20
+_VERSIONED_PACKAGES = ("numpy", "scipy", "torch", "h5py", "librosa", "soundfile", "soxr")
+
+
+def stamp_name(shard: Shard) -> str:
+    return STAMP if shard.is_whole else f"stage-{shard.tag}.json"
+
+
+def started_name(shard: Shard) -> str:
+    return ("stage" if shard.is_whole else f"stage-{shard.tag}") + STARTED_SUFFIX
+
+
+def fingerprint(path: str | Path) -> str:
+    """What identifies an input's content: a stage's stamp, a file's bytes, or a listing."""
+    path = Path(path)
+    if path.is_dir():
+        stamps = sorted(path.glob("stage*.json"))
+        stamps = [p for p in stamps if not p.name.endswith(STARTED_SUFFIX)]
+        if stamps:
+            digest = hashlib.sha256()
+            for stamp in stamps:
+                data = json.loads(stamp.read_text())
+                digest.update(json.dumps(_stable_part(data), sort_keys=True).encode())
+            return "stage:" + digest.hexdigest()[:16]
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = child.stat()
+            digest.update(
+                f"{child.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
+        return "tree:" + digest.hexdigest()[:16]
+    if path.is_file():
+        stat = path.stat()
+        if stat.st_size > _HASHED_FILE_LIMIT:
+            return f"stat:{stat.st_size}:{stat.st_mtime_ns}"
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    raise InputError(f"{path}: input not found; run the stage that makes it first")
+
+
+def _stable_part(stamp: dict[str, Any]) -> dict[str, Any]:
+    return {k: stamp.get(k) for k in ("name", "version", "config_hash", "inputs", "counts")}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "avtool": __version__}
+    for name in _VERSIONED_PACKAGES:
+        if name in sys.modules:
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+@dataclass
+class StageStatus:
+    name: str
+    out_dir: Path
+    state: str  # done | partial | stale | missing
+    reason: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Stage:
+    """One stage's identity and its output directory; see the module docstring for the rules."""
+
+    name: str
+    version: int
+    out_dir: Path
+    config: Any
+    inputs: list[Path] = field(default_factory=list)
+    shard: Shard = WHOLE
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.inputs = [Path(p) for p in self.inputs]
+        self.config_hash = config_hash(self.config)
+        self._started_at = 0.0
+
+    # --- reading the state -------------------------------------------------------------
+    def input_fingerprints(self) -> dict[str, str]:
+        return {str(p): fingerprint(p) for p in self.inputs}
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        path = self.out_dir / name
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+
+    def _mismatch(self, record: dict[str, Any], fingerprints: dict[str, str] | None) -> str:
+        if record.get("name") != self.name:
+            return f"directory holds stage {record.get('name')!r}, not {self.name!r}"
+        if record.get("version") != self.version:
+            return f"stage version changed ({record.get('version')} -> {self.version})"
+        if record.get("config_hash") != self.config_hash:
+            return "config changed since it was made"
+        if fingerprints is not None:
+            for path, value in fingerprints.items():
+                if record.get("inputs", {}).get(path) != value:
+                    return f"input {path} changed since it was made"
+        return ""
+
+    def _stamps_covering(self) -> list[dict[str, Any]] | None:
+        """Stamps that together make this shard complete, or None."""
+        whole = self._read(STAMP)
+        if whole is not None:
+            return [whole]
+        if not self.shard.is_whole:
+            own = self._read(stamp_name(self.shard))
+            return [own] if own is not None else None
+        counts = {
+            int(p.name.split("-of-")[1].split(".")[0])
+            for p in self.out_dir.glob("stage-*-of-*.json")
+            if not p.name.endswith(STARTED_SUFFIX)
+        }
+        for count in counts:
+            stamps = [self._read(stamp_name(Shard(i, count))) for i in range(count)]
+            if all(s is not None for s in stamps):
+                return stamps  # type: ignore[return-value]
+        return None
+
+    def status(self) -> StageStatus:
+        fingerprints = self.input_fingerprints()
+        stamps = self._stamps_covering()
+        if stamps:
+            reasons = [r for r in (self._mismatch(s, fingerprints) for s in stamps) if r]
+            counts = _sum_counts(s.get("counts", {}) for s in stamps)
+            if reasons:
+                return StageStatus(self.name, self.out_dir, "stale", reasons[0], counts)
+            return StageStatus(self.name, self.out_dir, "done", "up to date", counts)
+        started = self._read(started_name(self.shard))
+        if started is None:
+            return StageStatus(self.name, self.out_dir, "missing", "never run")
+        reason = self._mismatch(started, fingerprints)
+        if reason:
+            return StageStatus(self.name, self.out_dir, "stale", reason)
+        return StageStatus(self.name, self.out_dir, "partial", "interrupted; will resume")
+
+    # --- running ----------------------------------------------------------------------
+    def begin(self, force: bool = False) -> bool:
+        """Prepare to run; False when already up to date (and not forced).
+
+        Raises StaleOutputError when the directory holds another config's outputs and
+        `force` is not set. A changed input reruns from scratch; an interruption resumes.
+        """
+        status = self.status()
+        if status.state == "done" and not force:
+            return False
+        config_changed = status.state == "stale" and "input" not in status.reason
+        if config_changed and not force:
+            raise StaleOutputError(
+                f"{self.out_dir}: {status.reason}; rerun with --force to replace it, "
+                "or choose another --out"
+            )
+        if force or status.state == "stale":
+            self.reset()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic.sweep_temporaries(self.out_dir)
+        write_resolved(self.out_dir, self.config)
+        atomic.write_json(
+            self.out_dir / started_name(self.shard),
+            {
+                "name": self.name,
+                "version": self.version,
+                "config_hash": self.config_hash,
+                "inputs": self.input_fingerprints(),
+                "shard": str(self.shard),
+            },
+        )
+        self._started_at = time.time()
+        return True
+
+    def reset(self) -> None:
+        """Remove what this stage (this shard only, when sharded) wrote before."""
+        if not self.out_dir.exists():
+            return
+        owned = any(self.out_dir.glob("stage*.json"))
+        if not owned:
+            if any(self.out_dir.iterdir()):
+                raise InputError(
+                    f"{self.out_dir}: not an avtool output directory and not empty; "
+                    "choose an empty --out"
+                )
+            return
+        if self.shard.is_whole:
+            shutil.rmtree(self.out_dir)
+            return
+        (self.out_dir / STAMP).unlink(missing_ok=True)
+        for path in self.out_dir.glob(f"*{self.shard.tag}*"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def finish(self, counts: dict[str, int], outputs: list[str], **extra: Any) -> dict[str, Any]:
+        """Write the stamp, last and atomically; returns it."""
+        finished = time.time()
+        stamp = {
+            "name": self.name,
+            "version": self.version,
+            "config_hash": self.config_hash,
+            "inputs": self.input_fingerprints(),
+            "packages": package_versions(),
+            "counts": counts,
+            "outputs": sorted(outputs),
+            "shard": str(self.shard),
+            "timings": {
+                "started": self._started_at,
+                "finished": finished,
+                "seconds": round(finished - self._started_at, 3) if self._started_at else None,
+            },
+            **extra,
+        }
+        atomic.write_json(self.out_dir / stamp_name(self.shard), stamp)
+        return stamp
+
+
+def _sum_counts(all_counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counts in all_counts:
+        for key, value in counts.items():
+            if isinstance(value, int | float):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def find_stage_dirs(roots: list[Path]) -> list[Path]:
+    """Directories under `roots` that hold a stage's stamp or started marker."""
+    found = set()
+    for root in roots:
+        candidates = [root, *root.rglob("*")] if root.is_dir() else []
+        for directory in candidates:
+            if directory.is_dir() and any(directory.glob("stage*.json")):
+                found.add(directory)
+    return sorted(found)
+
+
+def describe_directory(directory: Path) -> StageStatus:
+    """Status of a stage directory from what it holds alone (for `avtool status DIR`)."""
+    records = []
+    for path in sorted(directory.glob("stage*.json")):
+        try:
+            records.append((path.name, json.loads(path.read_text())))
+        except json.JSONDecodeError:
+            continue
+    stamps = [r for n, r in records if not n.endswith(STARTED_SUFFIX)]
+    started = [r for n, r in records if n.endswith(STARTED_SUFFIX)]
+    reference = (stamps or started or [{}])[0]
+    name = reference.get("name", "?")
+    current_hash = _resolved_config_hash(directory)
+    counts = _sum_counts(s.get("counts", {}) for s in stamps)
+    journal_counts = _journal_counts(directory)
+    for key, value in journal_counts.items():
+        counts.setdefault(key, value)
+    whole = next((s for n, s in records if n == STAMP), None)
+    shards_expected = {int(s["shard"].split("/")[1]) for s in stamps + started if "shard" in s}
+    complete = whole is not None or any(
+        all((directory / stamp_name(Shard(i, n))).exists() for i in range(n))
+        for n in shards_expected
+    )
+    if complete:
+        for stamp in [whole] if whole else stamps:
+            for path, value in stamp.get("inputs", {}).items():
+                try:
+                    now = fingerprint(path)
+                except InputError:
+                    return StageStatus(name, directory, "stale", f"input {path} is gone", counts)
+                if now != value:
+                    return StageStatus(name, directory, "stale", f"input {path} changed", counts)
+            if current_hash and stamp.get("config_hash") != current_hash:
+                return StageStatus(name, directory, "stale", "config.yaml edited", counts)
+        return StageStatus(name, directory, "done", "up to date", counts)
+    return StageStatus(name, directory, "partial", "interrupted; will resume", counts)
+
+
+def _resolved_config_hash(directory: Path) -> str | None:
+    import yaml
+
+    path = directory / "config.yaml"
+    if not path.exists():
+        return None
+    return config_hash(yaml.safe_load(path.read_text()) or {})
+
+
+def _journal_counts(directory: Path) -> dict[str, int]:
+    def lines(pattern: str) -> int:
+        total = 0
+        for path in directory.glob(pattern):
+            with path.open("rb") as handle:
+                total += sum(1 for raw in handle if raw.endswith(b"\n"))
+        return total
+
+    return {"done": lines("journal*.jsonl"), "rejected": lines("rejects*.jsonl")}
