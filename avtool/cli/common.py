@@ -36,3 +36,15 @@ def existing_path(path: Path, what: str) -> Path:
     if not path.exists():
         raise InputError(f"{path}: {what} not found; check the path")
     return path
+
+
+def report_item_stage(result) -> None:
+    """Print what a per-item stage did, in one or a few lines."""
+    if result.state == "dry-run":
+        typer.echo(result.message)
+        return
+    counts = ", ".join(f"{key} {value}" for key, value in sorted(result.counts.items()))
+    if result.state == "up-to-date":
+        typer.echo(f"{result.out_dir}: up to date ({counts}); nothing to do")
+    else:
+        typer.echo(f"{result.out_dir}: done in {result.seconds:.1f}s ({counts})")

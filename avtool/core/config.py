@@ -127,14 +127,17 @@ def resolve(
     cls: type[C],
     config_file: str | Path | None = None,
     sets: list[str] | None = None,
-    base: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
 ) -> C:
-    """Defaults of `cls`, then `base` (options given as flags), the YAML file, then `--set`s."""
+    """Defaults of `cls`, then the YAML file, then flags given on the command line, then `--set`s.
+
+    `flags` maps option names to values; None values (flags not given) are ignored.
+    """
     merged = to_dict(cls())
-    if base:
-        merged = _deep_merge(merged, base)
     if config_file:
         merged = _deep_merge(merged, load_yaml(config_file))
+    given = {key: value for key, value in (flags or {}).items() if value is not None}
+    merged = _deep_merge(merged, given)
     merged = apply_overrides(merged, sets or [])
     return from_dict(cls, merged)
 

@@ -1,0 +1,203 @@
+"""Per-item stages: journal, rejects, sharding, local pools and SLURM arrays, in one runner.
+
+A stage supplies an `ItemWorker` (picklable: it travels to worker processes and array jobs)
+and its items; `run_item_stage` does the rest. An item is done when its data is committed to
+the store and its journal line is flushed; a rerun skips done and rejected items, so a crash
+loses only the items in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from avtool.core.errors import AvtoolError, InputError, StageFailed
+from avtool.core.journal import Journal
+from avtool.core.progress import track
+from avtool.core.shard import WHOLE, Shard, resolve_shard
+from avtool.core.stage import STARTED_SUFFIX, Stage
+from avtool.core.store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+class ItemWorker(Protocol):
+    """Computes one item's array; `setup`/`teardown` bracket a process's items."""
+
+    def setup(self) -> None: ...
+
+    def teardown(self) -> None: ...
+
+    def store_attrs(self) -> dict[str, Any]: ...
+
+    def __call__(self, item: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class ItemStageSpec:
+    name: str
+    version: int
+    out_dir: Path
+    config: Any
+    worker: ItemWorker
+    items: list[dict[str, Any]]
+    inputs: list[Path] = field(default_factory=list)
+    max_reject_rate: float = 0.2
+    force: bool = False
+    show_progress: bool = True
+
+
+@dataclass
+class ItemStageResult:
+    state: str  # done | up-to-date | dry-run
+    out_dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    message: str = ""
+
+
+def journal_path(out_dir: Path, shard: Shard) -> Path:
+    return out_dir / ("journal.jsonl" if shard.is_whole else f"journal-{shard.tag}.jsonl")
+
+
+def rejects_path(out_dir: Path, shard: Shard) -> Path:
+    return out_dir / ("rejects.jsonl" if shard.is_whole else f"rejects-{shard.tag}.jsonl")
+
+
+def _stage(spec: ItemStageSpec, shard: Shard) -> Stage:
+    return Stage(spec.name, spec.version, spec.out_dir, spec.config, spec.inputs, shard)
+
+
+def _check_layout(spec: ItemStageSpec, count: int) -> None:
+    """Refuse to mix shard counts: a partial run's journals belong to its own sharding."""
+    if spec.force or not spec.out_dir.is_dir():
+        return
+    for marker in spec.out_dir.glob(f"stage*{STARTED_SUFFIX}"):
+        other = (
+            1 if marker.name == f"stage{STARTED_SUFFIX}" else int(marker.name.split("-of-")[1][:5])
+        )
+        if other != count and _stage(spec, WHOLE).status().state != "done":
+            raise InputError(
+                f"{spec.out_dir}: an unfinished run split into {other} shard(s) is there; resume it "
+                f"with --jobs {other} (or --shard I/{other}), or pass --force to start over"
+            )
+
+
+def run_shard(spec: ItemStageSpec, shard: Shard) -> ItemStageResult:
+    """Run one shard of the stage to completion in this process."""
+    started = time.monotonic()
+    stage = _stage(spec, shard)
+    if not stage.begin(force=spec.force):
+        return ItemStageResult("up-to-date", spec.out_dir, stage.status().counts)
+    journal = Journal(journal_path(spec.out_dir, shard))
+    rejects = Journal(rejects_path(spec.out_dir, shard))
+    owned = [item for item in spec.items if shard.owns(item["id"])]
+    todo = [it for it in owned if it["id"] not in journal and it["id"] not in rejects]
+    if len(todo) < len(owned):
+        log.info(
+            "%s: resuming, %d of %d items already done",
+            spec.name,
+            len(owned) - len(todo),
+            len(owned),
+        )
+    writer = StoreWriter(spec.out_dir, shard.tag, spec.worker.store_attrs())
+    label = spec.name if shard.is_whole else f"{spec.name} [{shard}]"
+    spec.worker.setup()
+    try:
+        for item in track(todo, len(todo), label, enabled=spec.show_progress):
+            try:
+                value = spec.worker(item)
+            except Exception as exc:  # an item's failure is logged as a reject; the stage goes on
+                reason = (
+                    str(exc) if isinstance(exc, AvtoolError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("rejected %s: %s", item["id"], reason)
+                rejects.record([{"id": item["id"], "path": item.get("path"), "reason": reason}])
+                continue
+            journal.record({"id": i} for i in writer.add(item["id"], value))
+        journal.record({"id": i} for i in writer.commit())
+    finally:
+        spec.worker.teardown()
+    counts = {"items": len(owned), "done": len(journal), "rejected": len(rejects)}
+    if owned and counts["rejected"] / len(owned) > spec.max_reject_rate:
+        raise StageFailed(
+            f"{spec.name}: {counts['rejected']} of {len(owned)} items rejected, more than "
+            f"--max-reject-rate {spec.max_reject_rate}; see {rejects.path} for the reasons"
+        )
+    final = writer.finalize(keep=set(journal.entries))
+    stage.finish(counts=counts, outputs=[final.name, journal.path.name, rejects.path.name])
+    return ItemStageResult("done", spec.out_dir, counts, time.monotonic() - started)
+
+
+def describe_plan(spec: ItemStageSpec, shards: list[Shard]) -> str:
+    lines = []
+    for shard in shards:
+        status = _stage(spec, shard).status()
+        where = "" if shard.is_whole else f" shard {shard}"
+        owned = sum(1 for it in spec.items if shard.owns(it["id"]))
+        if status.state == "done" and not spec.force:
+            lines.append(f"{spec.name}{where}: up to date, nothing to do")
+        elif status.state == "stale" and "input" not in status.reason and not spec.force:
+            lines.append(f"{spec.name}{where}: would refuse ({status.reason}); --force replaces it")
+        elif status.state == "partial" and not spec.force:
+            done = len(Journal(journal_path(spec.out_dir, shard)))
+            lines.append(f"{spec.name}{where}: would resume, {done} of {owned} items done")
+        else:
+            why = "--force" if spec.force else status.reason
+            lines.append(f"{spec.name}{where}: would run {owned} items ({why})")
+    return "\n".join(lines)
+
+
+def run_item_stage(
+    spec: ItemStageSpec,
+    shard: str | None = None,
+    jobs: int = 1,
+    launcher: str = "local",
+    dry_run: bool = False,
+) -> ItemStageResult:
+    """Run the stage: one shard (`--shard`/SLURM task), or all of it over `jobs` workers."""
+    chosen = resolve_shard(shard)
+    fan_out = jobs > 1 and chosen.is_whole
+    shards = [Shard(i, jobs) for i in range(jobs)] if fan_out else [chosen]
+    if dry_run:
+        return ItemStageResult("dry-run", spec.out_dir, message=describe_plan(spec, shards))
+    _check_layout(spec, shards[0].count)
+    if not fan_out:
+        return run_shard(spec, chosen)
+    if _stage(spec, WHOLE).status().state == "done" and not spec.force:
+        return ItemStageResult("up-to-date", spec.out_dir, _stage(spec, WHOLE).status().counts)
+    started = time.monotonic()
+    results = _fan_out(spec, shards, launcher)
+    counts: dict[str, int] = {}
+    for result in results:
+        for key, value in result.counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return ItemStageResult("done", spec.out_dir, counts, time.monotonic() - started)
+
+
+def _fan_out(spec: ItemStageSpec, shards: list[Shard], launcher: str) -> list[ItemStageResult]:
+    from dataclasses import replace
+
+    quiet = replace(spec, show_progress=False)
+    if launcher == "local":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: torch and HDF5 state must not be shared with the workers.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(shards), mp_context=context) as pool:
+            futures = [pool.submit(run_shard, quiet, shard) for shard in shards]
+            return [future.result() for future in futures]
+    if launcher in ("slurm", "submitit-local"):
+        import submitit
+
+        cluster = "slurm" if launcher == "slurm" else "local"
+        executor = submitit.AutoExecutor(folder=spec.out_dir / ".submitit" / "%j", cluster=cluster)
+        executor.update_parameters(timeout_min=24 * 60, slurm_array_parallelism=len(shards))
+        jobs = executor.map_array(run_shard, [quiet] * len(shards), shards)
+        log.info("%s: submitted %d array tasks (%s)", spec.name, len(jobs), jobs[0].job_id)
+        return [job.result() for job in jobs]
+    raise InputError(f"--launcher {launcher!r}: expected local, slurm or submitit-local")

@@ -1,0 +1,81 @@
+"""Log-mel spectrogram extractor: a per-item stage over any manifest of audio files."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from avtool.core.items import ItemStageResult, ItemStageSpec, run_item_stage
+from avtool.core.manifest import read_manifest
+from avtool.features.spectral import SpectralExtractor, SpectralParams
+
+STAGE_VERSION = 1
+
+
+@dataclass
+class SpectralWorker:
+    """Loads an item's audio at `params.sr` (soxr, like librosa.load) and computes `kind`."""
+
+    params: SpectralParams
+    kind: str = "logmel"
+
+    def setup(self) -> None:
+        import torch
+
+        # One thread per process: per-item bits then do not depend on --jobs or --shard.
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self._extractor = SpectralExtractor(self.params)
+
+    def teardown(self) -> None:
+        import torch
+
+        torch.set_num_threads(self._threads)
+
+    def store_attrs(self) -> dict[str, Any]:
+        from avtool.core.store import store_attrs
+
+        return store_attrs(self.kind, dataclasses.asdict(self.params))
+
+    def __call__(self, item: dict[str, Any]) -> Any:
+        from avtool.core.audio import load_audio
+
+        waveform, _ = load_audio(item["path"], sr=self.params.sr)
+        if self.kind == "mfcc":
+            return self._extractor.mfcc(waveform)
+        return self._extractor.logmel(waveform)
+
+
+def extract_spectral(
+    kind: str,
+    manifest: Path,
+    out: Path,
+    params: SpectralParams,
+    shard: str | None = None,
+    jobs: int = 1,
+    launcher: str = "local",
+    force: bool = False,
+    dry_run: bool = False,
+    max_reject_rate: float = 0.2,
+) -> ItemStageResult:
+    """Compute `kind` ("logmel" or "mfcc") for every item of `manifest` into the store `out`."""
+    spec = ItemStageSpec(
+        name=f"features.{kind}",
+        version=STAGE_VERSION,
+        out_dir=Path(out),
+        config=params,
+        worker=SpectralWorker(params, kind),
+        items=read_manifest(manifest),
+        inputs=[Path(manifest)],
+        max_reject_rate=max_reject_rate,
+        force=force,
+    )
+    return run_item_stage(spec, shard=shard, jobs=jobs, launcher=launcher, dry_run=dry_run)
+
+
+def extract_logmel(
+    manifest: Path, out: Path, params: SpectralParams, **options: Any
+) -> ItemStageResult:
+    return extract_spectral("logmel", manifest, out, params, **options)
