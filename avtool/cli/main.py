@@ -55,11 +55,16 @@ def _root(
     if version:
         typer.echo(f"avtool {__version__}")
         raise typer.Exit()
+    from avtool.core.http import RedactingFilter
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Third-party loggers (urllib3 at DEBUG) print raw URLs: mask credentials on every handler.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def main(argv: list[str] | None = None) -> int:
