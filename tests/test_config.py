@@ -24,7 +24,9 @@ class Train:
 def test_defaults_then_file_then_flags_then_sets(tmp_path):
     config_file = tmp_path / "c.yaml"
     config_file.write_text("epochs: 20\noptim: {lr: 0.01}\nname: fromfile\n")
-    cfg = resolve(Train, config_file, ["optim.lr=0.5", "clip=1"], flags={"name": "flag", "epochs": None})
+    cfg = resolve(
+        Train, config_file, ["optim.lr=0.5", "clip=1"], flags={"name": "flag", "epochs": None}
+    )
     assert cfg.epochs == 20  # file wins over default, None flag ignored
     assert cfg.name == "flag"  # flag wins over file
     assert cfg.optim.lr == 0.5 and isinstance(cfg.optim.lr, float)  # --set wins, int coerced

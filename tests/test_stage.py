@@ -26,7 +26,7 @@ def test_stage_lifecycle(tmp_path):
 
     changed = Stage("demo.stage", 1, out, {"k": 2}, [source])
     assert changed.status().state == "stale"
-    with pytest.raises(StaleOutputError, match="config changed.*--force"):
+    with pytest.raises(StaleOutputError, match=r"config changed.*--force"):
         changed.begin()
     assert changed.begin(force=True) is True and not (out / "result.txt").exists()
 
@@ -76,10 +76,14 @@ def test_shard_parsing_hash_and_slurm():
     for bad in ("5/5", "a/b", "3"):
         with pytest.raises(InputError, match="--shard 0/4"):
             parse_shard(bad)
-    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"}) == Shard(3, 8)
+    assert shard_from_env(
+        {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"}
+    ) == Shard(3, 8)
     assert shard_from_env({}) is None
     # A stable hash: the same on every run and Python process (no PYTHONHASHSEED dependence).
-    assert [shard_of(f"item{i}", 4) for i in range(8)] == [shard_of(f"item{i}", 4) for i in range(8)]
+    assert [shard_of(f"item{i}", 4) for i in range(8)] == [
+        shard_of(f"item{i}", 4) for i in range(8)
+    ]
     assert shard_of("bbaf2n", 16) == 15  # pinned: existing sharded outputs rely on it
     counts = [sum(shard_of(f"x{i}", 4) == s for i in range(4000)) for s in range(4)]
     assert min(counts) > 900

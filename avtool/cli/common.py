@@ -48,3 +48,17 @@ def report_item_stage(result) -> None:
         typer.echo(f"{result.out_dir}: up to date ({counts}); nothing to do")
     else:
         typer.echo(f"{result.out_dir}: done in {result.seconds:.1f}s ({counts})")
+
+
+def report_result(out: Path, result: dict) -> None:
+    """Print a whole-stage result: its dry-run plan, 'up to date', or its scalar figures."""
+    if result["state"] == "dry-run":
+        typer.echo(result["message"])
+        return
+    figures = ", ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in result.items()
+        if key != "state" and isinstance(value, int | float | str)
+    )
+    verb = "up to date" if result["state"] == "up-to-date" else "done"
+    typer.echo(f"{out}: {verb} ({figures})")

@@ -1,5 +1,64 @@
-"""`avtool synth ...`"""
+"""`avtool synth ...`: miniature corpora for the demo and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Synth commands.")
+from avtool.cli import common
+
+app = typer.Typer(no_args_is_help=True, help="Write synthetic corpora in miniature.")
+
+
+@app.command("speech")
+def speech(
+    out: Path = common.OutOption,
+    count: int = typer.Option(..., "--count", min=1, help="Number of clips."),
+    seed: int = common.SeedOption,
+    duration: float = typer.Option(
+        None,
+        "--duration",
+        help="Seconds per clip (1 or more), exactly: sentences until full, cut where a word "
+        "starts, padded with silence. Default: one sentence per clip.",
+    ),
+    sr: int = typer.Option(16000, "--sr", min=1, help="Sample rate in Hz."),
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Speech clips from espeak-ng voices (both genders) and a manifest.jsonl."""
+    from avtool.synth.speech import make_speech_corpus
+
+    stamp = make_speech_corpus(
+        out, count, seed=seed, duration=duration, sr=sr, force=force, dry_run=dry_run
+    )
+    if isinstance(stamp, str):
+        typer.echo(stamp)
+        return
+    if stamp is None:
+        typer.echo(f"{out}: up to date")
+        return
+    typer.echo(
+        f"{out}: {stamp['counts']['clips']} clips, {stamp['audio_seconds']:.1f} s of speech "
+        f"from {stamp['counts']['speakers']} speakers; manifest {out / 'manifest.jsonl'}"
+    )
+
+
+@app.command("bsds")
+def bsds(
+    out: Path = common.OutOption,
+    count: int = typer.Option(12, "--count", min=1, help="Number of images."),
+    height: int = typer.Option(48, "--height", min=8, help="Image height in pixels."),
+    width: int = typer.Option(64, "--width", min=8, help="Image width in pixels."),
+    seed: int = common.SeedOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """BSDS500 layout: region images (colour + texture + noise) and 3-5 annotators' .mat."""
+    from avtool.synth.bsds import describe_synth, synth_bsds
+
+    if dry_run:
+        typer.echo(describe_synth(out, count, height, width, seed))
+        return
+    truth = synth_bsds(out, count, height=height, width=width, seed=seed, force=force)
+    typer.echo(f"{out}: {len(truth)} images with ground truth in images/ and groundTruth/")

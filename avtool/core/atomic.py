@@ -59,11 +59,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def sweep_temporaries(directory: Path) -> int:
-    """Remove temporaries a killed writer left behind; returns how many."""
+def sweep_temporaries(directory: Path, tag: str = "") -> int:
+    """Remove temporaries a killed writer left behind (only names containing `tag`)."""
     removed = 0
     if directory.is_dir():
-        for leftover in directory.glob(".*.tmp"):
+        for leftover in directory.glob(f".*{tag}*.tmp" if tag else ".*.tmp"):
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -131,15 +131,25 @@ def resolve(
 ) -> C:
     """Defaults of `cls`, then the YAML file, then flags given on the command line, then `--set`s.
 
-    `flags` maps option names to values; None values (flags not given) are ignored.
+    `flags` maps option names (nested for sections) to values; None values are ignored.
     """
     merged = to_dict(cls())
     if config_file:
         merged = _deep_merge(merged, load_yaml(config_file))
-    given = {key: value for key, value in (flags or {}).items() if value is not None}
-    merged = _deep_merge(merged, given)
+    merged = _deep_merge(merged, _drop_none(flags or {}))
     merged = apply_overrides(merged, sets or [])
     return from_dict(cls, merged)
+
+
+def _drop_none(flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags not given on the command line are None, at any depth: leave them out."""
+    kept = {}
+    for key, value in flags.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+        if value is not None and value != {}:
+            kept[key] = value
+    return kept
 
 
 def _deep_merge(into: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

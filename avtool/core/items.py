@@ -201,3 +201,35 @@ def _fan_out(spec: ItemStageSpec, shards: list[Shard], launcher: str) -> list[It
         log.info("%s: submitted %d array tasks (%s)", spec.name, len(jobs), jobs[0].job_id)
         return [job.result() for job in jobs]
     raise InputError(f"--launcher {launcher!r}: expected local, slurm or submitit-local")
+
+
+def run_manifest_stage(
+    name: str,
+    version: int,
+    manifest: Path,
+    out: Path,
+    config: Any,
+    worker: ItemWorker,
+    *,
+    shard: str | None = None,
+    jobs: int = 1,
+    launcher: str = "local",
+    force: bool = False,
+    dry_run: bool = False,
+    max_reject_rate: float = 0.2,
+) -> ItemStageResult:
+    """Run `worker` over every item of a manifest (the manifest is the stage's input)."""
+    from avtool.core.manifest import read_manifest
+
+    spec = ItemStageSpec(
+        name=name,
+        version=version,
+        out_dir=Path(out),
+        config=config,
+        worker=worker,
+        items=read_manifest(manifest),
+        inputs=[Path(manifest)],
+        max_reject_rate=max_reject_rate,
+        force=force,
+    )
+    return run_item_stage(spec, shard=shard, jobs=jobs, launcher=launcher, dry_run=dry_run)

@@ -190,7 +190,8 @@ class Stage:
         if force or status.state == "stale":
             self.reset()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic.sweep_temporaries(self.out_dir)
+        # Other shards may be writing into this directory right now: sweep only our own.
+        atomic.sweep_temporaries(self.out_dir, "" if self.shard.is_whole else self.shard.tag)
         write_resolved(self.out_dir, self.config)
         atomic.write_json(
             self.out_dir / started_name(self.shard),
@@ -248,6 +249,20 @@ class Stage:
         }
         atomic.write_json(self.out_dir / stamp_name(self.shard), stamp)
         return stamp
+
+
+def describe_status(stage: Stage, force: bool = False) -> str:
+    """What running `stage` now would do, and why (for --dry-run)."""
+    status = stage.status()
+    if force:
+        return f"{stage.name}: would run (--force)"
+    if status.state == "done":
+        return f"{stage.name}: up to date, nothing to do"
+    if status.state == "stale" and "input" not in status.reason:
+        return f"{stage.name}: would refuse ({status.reason}); --force replaces it"
+    if status.state == "partial":
+        return f"{stage.name}: would resume ({status.reason})"
+    return f"{stage.name}: would run ({status.reason})"
 
 
 def _sum_counts(all_counts: Any) -> dict[str, int]:
@@ -325,4 +340,6 @@ def _journal_counts(directory: Path) -> dict[str, int]:
                 total += sum(1 for raw in handle if raw.endswith(b"\n"))
         return total
 
+    if not any(directory.glob("journal*.jsonl")):
+        return {}
     return {"done": lines("journal*.jsonl"), "rejected": lines("rejects*.jsonl")}

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avtool.core.items import ItemStageResult, ItemStageSpec, run_item_stage
-from avtool.core.manifest import read_manifest
+from avtool.core.items import ItemStageResult, run_manifest_stage
 from avtool.features.spectral import SpectralExtractor, SpectralParams
 
 STAGE_VERSION = 1
@@ -61,18 +60,20 @@ def extract_spectral(
     max_reject_rate: float = 0.2,
 ) -> ItemStageResult:
     """Compute `kind` ("logmel" or "mfcc") for every item of `manifest` into the store `out`."""
-    spec = ItemStageSpec(
-        name=f"features.{kind}",
-        version=STAGE_VERSION,
-        out_dir=Path(out),
-        config=params,
-        worker=SpectralWorker(params, kind),
-        items=read_manifest(manifest),
-        inputs=[Path(manifest)],
-        max_reject_rate=max_reject_rate,
+    return run_manifest_stage(
+        f"features.{kind}",
+        STAGE_VERSION,
+        manifest,
+        out,
+        params,
+        SpectralWorker(params, kind),
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
         force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
     )
-    return run_item_stage(spec, shard=shard, jobs=jobs, launcher=launcher, dry_run=dry_run)
 
 
 def extract_logmel(

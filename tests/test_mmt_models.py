@@ -1,0 +1,73 @@
+"""Segmentation networks, label alignment and metrics: sizes, values, behaviour on easy images."""
+
+import numpy as np
+import pytest
+import torch
+
+from avtool.metrics.segmentation import contingency, match_scores, score_against_annotators
+from avtool.models import segmentation as seg
+from avtool.synth.bsds import make_image
+
+
+def test_parameter_counts_match_layer_tables():
+    # MMT feature net, M=3, q=100 (paper §4):
+    #   conv 3→100 3×3: 3·9·100 + 100 = 2,800;  conv 100→100 3×3: 100·9·100 + 100 = 90,100 (×2)
+    #   conv 100→100 1×1: 100·100 + 100 = 10,100;  BatchNorm γ,β: 200 (×4)
+    #   2,800 + 2·90,100 + 10,100 + 4·200 = 193,900
+    assert seg.parameter_count(seg.SegmentationNet(channels=100, n_conv=3)) == 193_900
+    # Kanezaki 2018 / Kim 2020 (two 3×3 conv layers + 1×1): 2,800 + 90,100 + 10,100 + 3·200
+    assert seg.parameter_count(seg.SegmentationNet(channels=100, n_conv=2)) == 103_600
+    # MMT holds two students and two EMA teachers of the same net: 4 · 193,900 = 775,600.
+
+
+def test_alignment_with_unequal_cluster_counts():
+    # Teacher: 3 clusters (ids 7, 2, 5); student: 2 clusters (ids 0, 4).
+    teacher = torch.tensor([7, 7, 7, 2, 2, 2, 5, 5])
+    student = torch.tensor([4, 4, 0, 0, 0, 0, 0, 0])
+    aligned = seg.align_labels(teacher, student, n_labels=10)
+    # 7 overlaps 4 most (2 px), 2 overlaps 0 (3 px); 5 has no partner left and gets an id the
+    # student does not use, so it stays its own cluster.
+    assert aligned[:6].tolist() == [4, 4, 4, 0, 0, 0]
+    assert aligned[6] == aligned[7] and int(aligned[6]) not in (0, 4)
+    # Fewer teacher clusters than student clusters: each maps to its best partner.
+    aligned = seg.align_labels(torch.tensor([1, 1, 1, 1]), torch.tensor([3, 3, 3, 8]), 10)
+    assert aligned.tolist() == [3, 3, 3, 3]
+
+
+def test_hungarian_accuracy_and_miou():
+    truth = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    relabelled = np.array([[9, 9, 4, 4], [9, 9, 4, 4]])
+    assert match_scores(relabelled, truth) == (1.0, 1.0)
+    one_segment = np.zeros_like(truth)
+    accuracy, miou = match_scores(one_segment, truth)
+    assert accuracy == 0.5 and miou == pytest.approx((0.5 + 0.0) / 2)
+    assert contingency(relabelled, truth).tolist() == [[0, 4], [4, 0]]
+    mean = score_against_annotators(relabelled, [truth, np.ones_like(truth)])
+    assert mean[0] == pytest.approx(0.75)
+
+
+def test_every_method_separates_an_easy_image():
+    torch.set_num_threads(1)
+    image, labels, _ = make_image(np.random.default_rng(0), 24, 32, noise=4.0)
+    easy = seg.NetConfig(iterations=40, channels=32, n_conv=2)
+    results = {
+        "kmeans": seg.segment_kmeans(image, 5, seed=0),
+        "felzenszwalb": seg.segment_felzenszwalb(image, 100),
+        "kim": seg.segment_kim(image, 0, easy, mu=5.0)[0],
+        "kanezaki": seg.segment_kanezaki(image, 0, easy, segments=60)[0],
+        "mmt": seg.segment_mmt(image, 0, seg.NetConfig(iterations=40, channels=32), alpha=0.9)[0],
+    }
+    accuracy = {name: match_scores(out, labels)[0] for name, out in results.items()}
+    chance = np.bincount(labels.ravel()).max() / labels.size
+    assert all(out.shape == labels.shape and out.dtype == np.int32 for out in results.values())
+    assert accuracy["kmeans"] > 0.95, accuracy
+    assert all(value > chance + 0.1 for value in accuracy.values()), (accuracy, chance)
+
+
+def test_mmt_is_deterministic_per_seed_and_differs_across_seeds():
+    torch.set_num_threads(1)
+    image, _, _ = make_image(np.random.default_rng(1), 16, 16)
+    config = seg.NetConfig(iterations=3, channels=16)
+    first = seg.segment_mmt(image, 5, config)[0]
+    assert np.array_equal(first, seg.segment_mmt(image, 5, config)[0])
+    assert not np.array_equal(first, seg.segment_mmt(image, 6, config)[0])
