@@ -105,7 +105,9 @@ def run_shard(spec: ItemStageSpec, shard: Shard) -> ItemStageResult:
         )
     writer = StoreWriter(spec.out_dir, shard.tag, spec.worker.store_attrs())
     label = spec.name if shard.is_whole else f"{spec.name} [{shard}]"
+    setup_started = time.monotonic()
     spec.worker.setup()
+    items_started = time.monotonic()
     try:
         for item in track(todo, len(todo), label, enabled=spec.show_progress):
             try:
@@ -121,6 +123,11 @@ def run_shard(spec: ItemStageSpec, shard: Shard) -> ItemStageResult:
         journal.record({"id": i} for i in writer.commit())
     finally:
         spec.worker.teardown()
+    work = {
+        "setup_seconds": round(items_started - setup_started, 3),
+        "items_seconds": round(time.monotonic() - items_started, 3),
+        "items_computed": len(todo),
+    }
     counts = {"items": len(owned), "done": len(journal), "rejected": len(rejects)}
     if owned and counts["rejected"] / len(owned) > spec.max_reject_rate:
         raise StageFailed(
@@ -128,7 +135,9 @@ def run_shard(spec: ItemStageSpec, shard: Shard) -> ItemStageResult:
             f"--max-reject-rate {spec.max_reject_rate}; see {rejects.path} for the reasons"
         )
     final = writer.finalize(keep=set(journal.entries))
-    stage.finish(counts=counts, outputs=[final.name, journal.path.name, rejects.path.name])
+    stage.finish(
+        counts=counts, outputs=[final.name, journal.path.name, rejects.path.name], work=work
+    )
     return ItemStageResult("done", spec.out_dir, counts, time.monotonic() - started)
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import librosa
 import numpy as np
-import scipy.fft
-import torch
 
 from avtool.core.errors import ConfigError, ItemError
+
+if TYPE_CHECKING:
+    import torch
 
 # np.pad modes that depend on the whole signal; librosa.stft refuses them with center=True.
 _GLOBAL_PAD_MODES = ("wrap", "maximum", "mean", "median", "minimum")
@@ -118,6 +119,12 @@ class SpectralExtractor:
     """
 
     def __init__(self, params: SpectralParams) -> None:
+        # Imported here, not at module level: a --jobs parent only needs SpectralParams and
+        # would otherwise spend seconds importing torch, librosa and scipy.signal for nothing.
+        import librosa
+        import scipy.fft
+        import torch
+
         self.params = params
         p = params
         mel = librosa.filters.mel(
@@ -172,6 +179,8 @@ class SpectralExtractor:
 
     def _mel(self, y: np.ndarray) -> torch.Tensor:
         """[frames, n_mels] mel spectrogram with `power` applied, float32."""
+        import torch
+
         p = self.params
         y = self._check(y)
         if p.center:
@@ -194,6 +203,8 @@ class SpectralExtractor:
     def _db(self, mel: torch.Tensor) -> torch.Tensor:
         """power_to_db of the mel power, per item; for power != 2, of mel ** (2 / power) first,
         which for power=1 is exactly librosa's amplitude_to_db."""
+        import torch
+
         p = self.params
         power = mel if p.power == 2 else mel.pow(2 / p.power)
         log = 10.0 * torch.log10(torch.clamp(power, min=p.amin))
