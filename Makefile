@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip freeze | grep -i '^torch==' > $(VENV)/torch-constraint.txt
 	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "resemblyzer==0.1.4"
 	$(BIN)/pip freeze | grep -i '^torch==' | diff - $(VENV)/torch-constraint.txt
 	touch $(STAMP)
 

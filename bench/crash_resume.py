@@ -58,7 +58,7 @@ def identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=300)
-    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--work", type=Path, default=Path("data/bench/crash"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["crash_resume"] else sys.argv[1:])
@@ -93,24 +93,36 @@ def main() -> dict:
         logmel_command(manifest, work / "reference"), check=True, stdout=subprocess.DEVNULL
     )
     full_seconds = time.perf_counter() - start
+    reference_work = json.loads((work / "reference" / "stage.json").read_text())["work"]
     rng = random.Random(args.seed)
-    kill_times, opened_after_kill = [], []
+    kill_times, after_kills = [], []
     for _ in range(args.kills):
         process = subprocess.Popen(
             logmel_command(manifest, work / "killed"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        instant = rng.uniform(0.5, max(1.0, full_seconds * 0.6))
+        journal = work / "killed" / "journal.jsonl"
+        done_before = sum(1 for _ in journal.open()) if journal.exists() else 0
+        # Kill inside the item loop: after the stage began and its worker set up, at a random
+        # point of the items still to do.
+        while not (work / "killed" / "stage.started.json").exists() and process.poll() is None:
+            time.sleep(0.01)
+        remaining = reference_work["items_seconds"] * (1 - done_before / args.clips)
+        instant = reference_work["setup_seconds"] + rng.uniform(0.05, 0.95) * remaining
         time.sleep(instant)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kill_times.append(round(instant, 2))
         process.wait()
-        journal = work / "killed" / "journal.jsonl"
         done = sum(1 for _ in journal.open()) if journal.exists() else 0
-        opened_after_kill.append(
-            (done, len(load(work / "killed")) if (work / "killed").exists() else 0)
+        parts = len(list((work / "killed").glob("part-*.h5")))
+        after_kills.append(
+            {
+                "journal_lines": done,
+                "readable_items": len(load(work / "killed")),
+                "part_files": parts,
+            }
         )
     subprocess.run(logmel_command(manifest, work / "killed"), check=True, stdout=subprocess.DEVNULL)
     for index in range(3):
@@ -127,7 +139,7 @@ def main() -> dict:
         "clips": args.clips,
         "uninterrupted_s": round(full_seconds, 1),
         "kill_instants_s": kill_times,
-        "journal_lines_and_readable_items_after_each_kill": opened_after_kill,
+        "after_each_kill": after_kills,
         "killed_equals_reference": identical(reference, killed),
         "killed_shard_file_bytes_equal": (work / "killed" / "shard-00000-of-00001.h5").read_bytes()
         == (work / "reference" / "shard-00000-of-00001.h5").read_bytes(),

@@ -23,6 +23,8 @@ import json, os, sys, time, librosa
 manifest, limit = sys.argv[1], int(sys.argv[2])
 paths = [json.loads(line)["path"] for line in open(manifest)][:limit]
 out = {{}}
+# librosa loads its submodules lazily: pay that before the clock starts, as avtool's workers do.
+librosa.power_to_db(librosa.feature.melspectrogram(y=librosa.tone(440, sr={SR}, duration=0.2), sr={SR}))
 start = time.perf_counter()
 for path in paths:
     y, sr = librosa.load(os.path.join(os.path.dirname(manifest), path), sr={SR})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["logmel", "crash_resume", "mmt"]
+BENCHMARKS = ["logmel", "crash_resume", "mmt", "limuse_data", "ser"]
 
 
 def main() -> None:

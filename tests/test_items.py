@@ -112,3 +112,15 @@ def test_sigkill_at_random_instants_then_resume_is_bit_identical(tmp_path):
     journal = [json.loads(line)["id"] for line in (out / "journal.jsonl").read_text().splitlines()]
     assert len(journal) == len(set(journal)) == count
     assert check_store(out)[0] == count
+
+
+def test_writer_commits_slow_items_by_time(tmp_path):
+    from avtool.core.store import StoreWriter, store_attrs
+
+    writer = StoreWriter(tmp_path, "00000-of-00001", store_attrs("x", {}), commit_seconds=0.0)
+    assert writer.add("a", np.zeros(3, np.float32)) == ["a"]
+    assert writer.add("b", np.ones(3, np.float32)) == ["b"]
+    assert len(list(tmp_path.glob("part-*.h5"))) == 2
+    writer.finalize()
+    assert store_items(tmp_path)["b"].tolist() == [1.0, 1.0, 1.0]
+    assert [p.name for p in tmp_path.glob("*.h5")] == ["shard-00000-of-00001.h5"]

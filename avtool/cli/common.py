@@ -51,7 +51,14 @@ def report_item_stage(result) -> None:
 
 
 def report_result(out: Path, result: dict) -> None:
-    """Print a whole-stage result: its dry-run plan, 'up to date', or its scalar figures."""
+    """Print a whole-stage result: its dry-run plan, 'up to date', or its scalar figures.
+
+    Under torchrun only rank 0 prints, as only rank 0 writes.
+    """
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return
     if result["state"] == "dry-run":
         typer.echo(result["message"])
         return

@@ -48,3 +48,16 @@ def demo(
 
     result = evaluate_demo(run, force=force, dry_run=dry_run)
     common.report_result(run / "evaluation", result)
+
+
+@app.command("ser")
+def ser(
+    run: Path = typer.Option(..., "--run", help="Run directory of `avtool train ser`."),
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Test accuracy, classification report, per-class F1 and confusion matrix of a SER run."""
+    from avtool.recipes.ser import evaluate_ser
+
+    result = evaluate_ser(run, force=force, dry_run=dry_run)
+    common.report_result(run / "evaluation", result)

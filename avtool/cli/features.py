@@ -134,3 +134,150 @@ def check(store: Path = typer.Argument(..., help="Feature store directory.")) ->
     for problem in problems:
         typer.echo(f"warning: {problem}")
     typer.echo(f"items: {items}")
+
+
+@app.command("ser-mfcc")
+def ser_mfcc(
+    manifest: Path = common.ManifestOption,
+    out: Path = common.OutOption,
+    sr: int = typer.Option(None, "--sr", help="Rate to load at: 16000, or 48000 (MFCC-48000-40)."),
+    n_mfcc: int = typer.Option(None, "--n-mfcc", help="MFCCs (and Δ, ΔΔ) [40]."),
+    sequence: bool = typer.Option(
+        None, "--sequence", help="Store per-frame [frames, 160] sequences, not their means."
+    ),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    jobs: int = common.JobsOption,
+    shard: str = common.ShardOption,
+    launcher: str = common.LauncherOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
+) -> None:
+    """The SER report's 160-d vector: means of 40 MFCC, Δ, ΔΔ and 40 log-mel bands."""
+    from avtool.core.config import resolve
+    from avtool.features.ser_mfcc import SerMfccParams, extract_ser_mfcc
+
+    flags = {"sr": sr, "n_mfcc": n_mfcc, "sequence": sequence}
+    params = resolve(SerMfccParams, config, sets, flags=flags)
+    result = extract_ser_mfcc(
+        manifest,
+        out,
+        params,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
+    )
+    common.report_item_stage(result)
+
+
+@app.command("wav2vec2")
+def wav2vec2(
+    manifest: Path = common.ManifestOption,
+    out: Path = common.OutOption,
+    model: str = typer.Option(
+        None, "--model", help="Local model folder or cached name [facebook/wav2vec2-base]."
+    ),
+    sequence: bool = typer.Option(
+        None, "--sequence", help="Store last hidden states [frames, hidden], not their mean."
+    ),
+    allow_random_weights: bool = typer.Option(
+        None, "--allow-random-weights", help="Accept a model with random weights (recorded)."
+    ),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    jobs: int = common.JobsOption,
+    shard: str = common.ShardOption,
+    launcher: str = common.LauncherOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
+) -> None:
+    """wav2vec 2.0 last hidden states (time mean by default), from local weights only."""
+    from avtool.core.config import resolve
+    from avtool.features.wav2vec2 import Wav2Vec2Params, extract_wav2vec2
+
+    flags = {"model": model, "sequence": sequence, "allow_random_weights": allow_random_weights}
+    params = resolve(Wav2Vec2Params, config, sets, flags=flags)
+    result = extract_wav2vec2(
+        manifest,
+        out,
+        params,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
+    )
+    common.report_item_stage(result)
+
+
+@app.command("voiceprint")
+def voiceprint(
+    manifest: Path = common.ManifestOption,
+    out: Path = common.OutOption,
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    jobs: int = common.JobsOption,
+    shard: str = common.ShardOption,
+    launcher: str = common.LauncherOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
+) -> None:
+    """256-d resemblyzer speaker embedding per utterance (e.g. GRID lists/enrolment.jsonl)."""
+    from avtool.core.config import resolve
+    from avtool.features.voiceprint import VoiceprintParams, extract_voiceprint
+
+    params = resolve(VoiceprintParams, config, sets)
+    result = extract_voiceprint(
+        manifest,
+        out,
+        params,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
+    )
+    common.report_item_stage(result)
+
+
+@app.command("face")
+def face(
+    manifest: Path = common.ManifestOption,
+    out: Path = common.OutOption,
+    detector: str = typer.Option(None, "--detector", help="dlib (HOG) or haar (OpenCV) [dlib]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    jobs: int = common.JobsOption,
+    shard: str = common.ShardOption,
+    launcher: str = common.LauncherOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
+) -> None:
+    """Per-frame (25 fps) 128-d dlib face descriptors + face mask per video."""
+    from avtool.core.config import resolve
+    from avtool.features.face import FaceParams, extract_face
+
+    params = resolve(FaceParams, config, sets, flags={"detector": detector})
+    result = extract_face(
+        manifest,
+        out,
+        params,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
+    )
+    common.report_item_stage(result)
+    if result.message and result.state != "dry-run":
+        typer.echo(result.message)

@@ -34,3 +34,66 @@ def bsds(
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.items()) if k != "state")
     typer.echo(f"{out}: {result['state']} ({counts})")
+
+
+@app.command("ravdess")
+def ravdess(
+    root: Path = typer.Option(..., "--root", help="Folder holding Actor_01 … Actor_24."),
+    out: Path = common.OutOption,
+    include_song: bool = typer.Option(
+        None, "--include-song", help="Keep song files (vocal channel 02) [speech only]."
+    ),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Manifest of RAVDESS audio with every name field decoded; bad files go to rejects.jsonl."""
+    from avtool.core.config import resolve
+    from avtool.corpora.ravdess import PrepareConfig, prepare_ravdess
+
+    params = resolve(PrepareConfig, config, sets, flags={"include_song": include_song})
+    result = prepare_ravdess(root, out, params, force=force, dry_run=dry_run)
+    if result["state"] == "dry-run":
+        typer.echo(result["message"])
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.items()) if k != "state")
+    typer.echo(f"{out}: {result['state']} ({counts})")
+
+
+@app.command("grid")
+def grid(
+    root: Path = typer.Option(..., "--root", help="GRID folder (s1 ... s34, alignments/, ...)."),
+    out: Path = common.OutOption,
+    mixture_list: list[Path] = typer.Option(
+        [], "--mixture-list", help="The LiMuSE authors' list file(s) instead of seeded lists."
+    ),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    seed: int = typer.Option(None, "--seed", help="Seed of the mixture lists [0]."),
+    jobs: int = common.JobsOption,
+    shard: str = common.ShardOption,
+    launcher: str = common.LauncherOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
+) -> None:
+    """Index GRID, draw 2-speaker mixture lists, write dual-channel mixtures (index/ lists/ mix/)."""
+    from avtool.core.config import resolve
+    from avtool.corpora.grid import GridConfig
+    from avtool.corpora.grid_mixtures import prepare_grid
+
+    params = resolve(GridConfig, config, sets, flags={"seed": seed})
+    result = prepare_grid(
+        root,
+        out,
+        params,
+        mixture_lists=mixture_list,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
+    )
+    common.report_result(out, result)

@@ -30,3 +30,21 @@ def mmt(
     else:
         typer.echo(result["table"])
         typer.echo(f"{out}: table.md and {result['figures']} figures")
+
+
+@app.command("ser")
+def ser(
+    run: list[Path] = typer.Option(..., "--run", help="Evaluated SER run, repeatable."),
+    out: Path = common.OutOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """The SER report's comparison table (table.md, table.html) with confusion figures."""
+    from avtool.recipes.ser import report_ser
+
+    result = report_ser(run, out, force=force, dry_run=dry_run)
+    if result["state"] == "dry-run":
+        typer.echo(result["message"])
+    else:
+        typer.echo(result["table"])
+        typer.echo(f"{out}: table.md, table.html ({result['state']})")

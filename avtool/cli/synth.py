@@ -62,3 +62,49 @@ def bsds(
         return
     truth = synth_bsds(out, count, height=height, width=width, seed=seed, force=force)
     typer.echo(f"{out}: {len(truth)} images with ground truth in images/ and groundTruth/")
+
+
+@app.command("ravdess")
+def ravdess(
+    out: Path = common.OutOption,
+    actors: int = typer.Option(4, "--actors", min=1, max=24, help="Actors (odd male) [4]."),
+    sr: int = typer.Option(48000, "--sr", min=1, help="Sample rate in Hz [48000, as RAVDESS]."),
+    seed: int = common.SeedOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """RAVDESS layout: 60 speech files per actor, emotions acted through espeak-ng prosody."""
+    from avtool.synth.ravdess import synth_ravdess
+
+    stamp = synth_ravdess(out, actors=actors, seed=seed, sr=sr, force=force, dry_run=dry_run)
+    if isinstance(stamp, str):
+        typer.echo(stamp)
+    elif stamp is None:
+        typer.echo(f"{out}: up to date")
+    else:
+        typer.echo(f"{out}: {stamp['counts']['files']} files from {actors} actors")
+
+
+@app.command("grid")
+def grid(
+    out: Path = common.OutOption,
+    speakers: int = typer.Option(4, "--speakers", min=1, max=33, help="Speakers s1, s2, ..."),
+    utterances: int = typer.Option(4, "--utterances", min=1, help="Utterances per speaker."),
+    width: int = typer.Option(180, "--width", help="Frame width (GRID: 360)."),
+    height: int = typer.Option(144, "--height", help="Frame height (GRID: 288)."),
+    seed: int = common.SeedOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """GRID layout: .mpg videos of a talking drawn face, 25 kHz wavs, CRLF .align files."""
+    from avtool.synth.grid import synth_grid
+
+    stamp = synth_grid(
+        out, speakers, utterances, seed=seed, size=(width, height), force=force, dry_run=dry_run
+    )
+    if isinstance(stamp, str):
+        typer.echo(stamp)
+    elif stamp is None:
+        typer.echo(f"{out}: up to date")
+    else:
+        typer.echo(f"{out}: {stamp['counts']['utterances']} utterances of {speakers} speakers")

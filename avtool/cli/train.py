@@ -82,3 +82,39 @@ def demo(
     params = resolve(DemoConfig, config, sets, flags=flags)
     result = train_demo(features, manifest, out, params, force=force, dry_run=dry_run)
     common.report_result(out, result)
+
+
+@app.command("ser")
+def ser(
+    features: Path = typer.Option(..., "--features", help="ser-mfcc or wav2vec2 feature store."),
+    manifest: Path = common.ManifestOption,
+    out: Path = common.OutOption,
+    model: str = typer.Option(None, "--model", help="lstm, cnn, cnn_lstm or w2v_rf [cnn_lstm]."),
+    split: str = typer.Option(
+        None, "--split", help="random (the report's 80/20) or actors (speaker-independent)."
+    ),
+    loss: str = typer.Option(None, "--loss", help="focal or ce [focal]."),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Most epochs; early stopping ends sooner [100]."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Split, initialisation and forest seed [0]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, auto [cpu]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Train one of the SER report's models on RAVDESS features."""
+    from avtool.core.config import resolve
+    from avtool.recipes.ser import SerConfig, train_ser
+
+    flags = {
+        "model": model,
+        "split": split,
+        "loss": loss,
+        "seed": seed,
+        "train": {"epochs": epochs, "seed": seed, "device": device},
+    }
+    params = resolve(SerConfig, config, sets, flags=flags)
+    result = train_ser(features, manifest, out, params, force=force, dry_run=dry_run)
+    common.report_result(out, result)

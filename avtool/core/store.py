@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class StoreWriter:
         attrs: Mapping[str, Any],
         commit_items: int = 64,
         commit_bytes: int = 64 << 20,
+        commit_seconds: float = 10.0,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,10 @@ class StoreWriter:
         self.attrs = dict(attrs)
         self.commit_items = commit_items
         self.commit_bytes = commit_bytes
+        # Slow items (a face track, a training per image) would otherwise sit uncommitted for
+        # minutes: a kill then loses at most this much work.
+        self.commit_seconds = commit_seconds
+        self._last_commit = time.monotonic()
         self._pending: dict[str, np.ndarray] = {}
         self._pending_bytes = 0
         seqs = [int(m["seq"]) for m in self._parts_matching() if m]
@@ -111,12 +117,17 @@ class StoreWriter:
         _check_item_id(item_id)
         self._pending[item_id] = np.ascontiguousarray(value)
         self._pending_bytes += self._pending[item_id].nbytes
-        if len(self._pending) >= self.commit_items or self._pending_bytes >= self.commit_bytes:
+        if (
+            len(self._pending) >= self.commit_items
+            or self._pending_bytes >= self.commit_bytes
+            or time.monotonic() - self._last_commit >= self.commit_seconds
+        ):
             return self.commit()
         return []
 
     def commit(self) -> list[str]:
         """Write buffered items as one new part file; returns their ids."""
+        self._last_commit = time.monotonic()
         if not self._pending:
             return []
         path = self.directory / f"part-{self.tag}-{self._next_seq:05d}.h5"

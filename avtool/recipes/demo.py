@@ -19,7 +19,7 @@ from avtool.core.shard import shard_of
 from avtool.core.stage import Stage, describe_status
 from avtool.train.loop import TrainConfig
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
 
 @dataclass
@@ -137,6 +137,8 @@ def train_demo(
         evaluate_fn=_accuracy,
     )
     summary = {
+        "features": str(Path(features).resolve()),
+        "manifest": str(Path(manifest).resolve()),
         "classes": classes,
         "n_mels": int(n_mels),
         "train_items": len(train_items),
@@ -182,16 +184,15 @@ def evaluate_demo(run: Path, force: bool = False, dry_run: bool = False) -> dict
     run = Path(run)
     if not (run / "stage.json").exists():
         raise InputError(f"{run}: no finished training run here; run `avtool train demo` first")
-    stamp = json.loads((run / "stage.json").read_text())
     config = from_dict(DemoConfig, yaml.safe_load((run / "config.yaml").read_text()))
-    features, manifest = (Path(p) for p in stamp["inputs"])
+    summary = json.loads((run / "summary.json").read_text())
+    features, manifest = Path(summary["features"]), Path(summary["manifest"])
     out = run / "evaluation"
     stage = Stage("evaluate.demo", STAGE_VERSION, out, config, [run, features, manifest])
     if dry_run:
         return {"state": "dry-run", "message": describe_status(stage, force)}
     if not stage.begin(force=force):
         return {"state": "up-to-date", **json.loads((out / "results.json").read_text())}
-    summary = json.loads((run / "summary.json").read_text())
     classes = summary["classes"]
     model = TinyAudioClassifier(summary["n_mels"], len(classes), config.model.channels)
     model.load_state_dict(checkpoint.load(run / "final.pt")["model"])
