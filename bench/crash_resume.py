@@ -58,7 +58,7 @@ def identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=300)
-    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--work", type=Path, default=Path("data/bench/crash"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["crash_resume"] else sys.argv[1:])
@@ -93,7 +93,6 @@ def main() -> dict:
         logmel_command(manifest, work / "reference"), check=True, stdout=subprocess.DEVNULL
     )
     full_seconds = time.perf_counter() - start
-    reference_work = json.loads((work / "reference" / "stage.json").read_text())["work"]
     rng = random.Random(args.seed)
     kill_times, after_kills = [], []
     for _ in range(args.kills):
@@ -104,13 +103,16 @@ def main() -> dict:
         )
         journal = work / "killed" / "journal.jsonl"
         done_before = sum(1 for _ in journal.open()) if journal.exists() else 0
-        # Kill inside the item loop: after the stage began and its worker set up, at a random
-        # point of the items still to do.
-        while not (work / "killed" / "stage.started.json").exists() and process.poll() is None:
-            time.sleep(0.01)
-        remaining = reference_work["items_seconds"] * (1 - done_before / args.clips)
-        instant = reference_work["setup_seconds"] + rng.uniform(0.05, 0.95) * remaining
-        time.sleep(instant)
+        # Kill inside the item loop, by progress rather than by clock (load varies): once this
+        # attempt has committed a batch, at a random instant of the next one.
+        started = time.perf_counter()
+        while process.poll() is None:
+            done_now = sum(1 for _ in journal.open()) if journal.exists() else 0
+            if done_now > done_before:
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.5))
+        instant = time.perf_counter() - started
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kill_times.append(round(instant, 2))
