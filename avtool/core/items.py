@@ -36,6 +36,29 @@ class ItemWorker(Protocol):
     def __call__(self, item: dict[str, Any]) -> Any: ...
 
 
+class SingleThreadTorchWorker:
+    """Base of item workers that compute with torch: one intra-op thread per process.
+
+    Item bits then do not depend on --jobs or --shard (MKL splits products by thread count),
+    and --jobs N uses N cores. Subclasses build their model or extractor in `load`.
+    """
+
+    def load(self) -> None:
+        """Build what the items need; runs once per process, under the single thread."""
+
+    def setup(self) -> None:
+        import torch
+
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self.load()
+
+    def teardown(self) -> None:
+        import torch
+
+        torch.set_num_threads(self._threads)
+
+
 @dataclass
 class ItemStageSpec:
     name: str

@@ -7,31 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
 from avtool.features.spectral import SpectralExtractor, SpectralParams
 
 STAGE_VERSION = 1
 
 
 @dataclass
-class SpectralWorker:
+class SpectralWorker(SingleThreadTorchWorker):
     """Loads an item's audio at `params.sr` (soxr, like librosa.load) and computes `kind`."""
 
     params: SpectralParams
     kind: str = "logmel"
 
-    def setup(self) -> None:
-        import torch
-
-        # One thread per process: per-item bits then do not depend on --jobs or --shard.
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+    def load(self) -> None:
         self._extractor = SpectralExtractor(self.params)
-
-    def teardown(self) -> None:
-        import torch
-
-        torch.set_num_threads(self._threads)
 
     def store_attrs(self) -> dict[str, Any]:
         from avtool.core.store import store_attrs

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from avtool.core.errors import ConfigError, ItemError
-from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
 
 STAGE_VERSION = 1
 # librosa.feature.delta's default window; clips shorter than this many frames have no deltas.
@@ -125,21 +125,11 @@ class SerMfccExtractor:
 
 
 @dataclass
-class SerMfccWorker:
+class SerMfccWorker(SingleThreadTorchWorker):
     params: SerMfccParams
 
-    def setup(self) -> None:
-        import torch
-
-        # One thread per process, as in SpectralWorker: bits independent of --jobs.
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+    def load(self) -> None:
         self._extractor = SerMfccExtractor(self.params)
-
-    def teardown(self) -> None:
-        import torch
-
-        torch.set_num_threads(self._threads)
 
     def store_attrs(self) -> dict[str, Any]:
         from avtool.core.store import store_attrs

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
 
 STAGE_VERSION = 1
 
@@ -34,22 +34,13 @@ def weights_path() -> Path:
 
 
 @dataclass
-class VoiceprintWorker:
+class VoiceprintWorker(SingleThreadTorchWorker):
     params: VoiceprintParams
 
-    def setup(self) -> None:
-        import torch
+    def load(self) -> None:
         from resemblyzer import VoiceEncoder
 
-        # One thread per process: --jobs N then uses N cores, and bits do not depend on N.
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         self._encoder = VoiceEncoder("cpu", verbose=False)
-
-    def teardown(self) -> None:
-        import torch
-
-        torch.set_num_threads(self._threads)
 
     def store_attrs(self) -> dict[str, Any]:
         from avtool.core.store import store_attrs

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from avtool.core.errors import ConfigError, InputError
-from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
 
 STAGE_VERSION = 1
 DEFAULT_MODEL = "facebook/wav2vec2-base"
@@ -97,20 +97,11 @@ def weights_sha256(model) -> str:
 
 
 @dataclass
-class Wav2Vec2Worker:
+class Wav2Vec2Worker(SingleThreadTorchWorker):
     params: Wav2Vec2Params
 
-    def setup(self) -> None:
-        import torch
-
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+    def load(self) -> None:
         self._model, self._random = load_model(self.params)
-
-    def teardown(self) -> None:
-        import torch
-
-        torch.set_num_threads(self._threads)
 
     def store_attrs(self) -> dict[str, Any]:
         from avtool.core.store import store_attrs

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from avtool.core.errors import InputError
-from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
 
 METHODS = ("mmt", "kanezaki", "kim", "kmeans", "felzenszwalb")
 SEGMENT_VERSION = 1
@@ -126,22 +126,11 @@ def _upsample(labels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 @dataclass
-class SegmentWorker:
+class SegmentWorker(SingleThreadTorchWorker):
     """Segments one image with every (variant, seed) of a method: int32 [V, S, H, W]."""
 
     params: dict[str, Any]
     device: str = "cpu"
-
-    def setup(self) -> None:
-        import torch
-
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def teardown(self) -> None:
-        import torch
-
-        torch.set_num_threads(self._threads)
 
     def store_attrs(self) -> dict[str, Any]:
         from avtool.core.store import store_attrs
