@@ -44,6 +44,25 @@ app.command("status")(status.status)
 _debug = False
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not when it was made.
+
+    Commands also run in-process (pipelines, tests): a handler bound to an earlier stream
+    would write to a replaced or closed one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
@@ -57,14 +76,14 @@ def _root(
         raise typer.Exit()
     from avtool.core.http import RedactingFilter
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Third-party loggers (urllib3 at DEBUG) print raw URLs: mask credentials on every handler.
-    for handler in logging.getLogger().handlers:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        # Third-party loggers (urllib3 at DEBUG) print raw URLs: mask credentials.
         handler.addFilter(RedactingFilter())
+        root.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,10 +68,15 @@ def load_model(params: Wav2Vec2Params):
         return Wav2Vec2Model(tiny_random_config()).eval(), True
     from transformers.utils import logging as hf_logging
 
+    from avtool.models.registry import cached_folder
+
     hf_logging.disable_progress_bar()  # a bar per worker process on stderr is noise here
+    # A local folder of that name wins, as in from_pretrained; then a registered name that
+    # `avtool models fetch` put in avtool's cache; else the name goes to the Hugging Face cache.
+    fetched = None if Path(params.model).is_dir() else cached_folder(params.model)
     try:
         model, info = Wav2Vec2Model.from_pretrained(
-            params.model, local_files_only=True, output_loading_info=True
+            fetched or params.model, local_files_only=True, output_loading_info=True
         )
     except OSError as exc:
         raise InputError(
