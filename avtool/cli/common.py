@@ -69,3 +69,23 @@ def report_result(out: Path, result: dict) -> None:
     )
     verb = "up to date" if result["state"] == "up-to-date" else "done"
     typer.echo(f"{out}: {verb} ({figures})")
+
+
+def run_manifest_command(
+    params_class: type,
+    extract,
+    manifest: Path,
+    out: Path,
+    config: Path | None,
+    sets: list[str],
+    flags: dict | None = None,
+    **execution,
+):
+    """Resolve a per-item stage's config, run `extract(manifest, out, params, **execution)`,
+    print what it did, and return its result."""
+    from avtool.core.config import resolve
+
+    params = resolve(params_class, config, sets, flags=flags)
+    result = extract(manifest, out, params, **execution)
+    report_item_stage(result)
+    return result

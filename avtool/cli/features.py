@@ -11,40 +11,6 @@ from avtool.cli import common
 app = typer.Typer(no_args_is_help=True, help="Extract features into HDF5 stores; check stores.")
 
 
-def _spectral(
-    kind: str,
-    manifest: Path,
-    out: Path,
-    flags: dict,
-    config: Path | None,
-    sets: list[str],
-    jobs: int,
-    shard: str | None,
-    launcher: str,
-    force: bool,
-    dry_run: bool,
-    max_reject_rate: float,
-) -> None:
-    from avtool.core.config import resolve
-    from avtool.features.logmel import extract_spectral
-    from avtool.features.spectral import SpectralParams
-
-    params = resolve(SpectralParams, config, sets, flags=flags)
-    result = extract_spectral(
-        kind,
-        manifest,
-        out,
-        params,
-        shard=shard,
-        jobs=jobs,
-        launcher=launcher,
-        force=force,
-        dry_run=dry_run,
-        max_reject_rate=max_reject_rate,
-    )
-    common.report_item_stage(result)
-
-
 @app.command("logmel")
 def logmel(
     manifest: Path = common.ManifestOption,
@@ -64,20 +30,24 @@ def logmel(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """Log-mel spectrograms [n_mels, frames] in dB, equal to librosa's within 0.01 dB."""
+    from avtool.features.logmel import extract_logmel
+    from avtool.features.spectral import SpectralParams
+
     flags = {"sr": sr, "n_fft": n_fft, "hop": hop, "n_mels": n_mels, "power": power}
-    _spectral(
-        "logmel",
+    common.run_manifest_command(
+        SpectralParams,
+        extract_logmel,
         manifest,
         out,
-        flags,
         config,
         sets,
-        jobs,
-        shard,
-        launcher,
-        force,
-        dry_run,
-        max_reject_rate,
+        flags=flags,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
     )
 
 
@@ -101,6 +71,9 @@ def mfcc(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """MFCCs [n_mfcc, frames], equal to librosa.feature.mfcc within 1e-3."""
+    from avtool.features.mfcc import extract_mfcc
+    from avtool.features.spectral import SpectralParams
+
     flags = {
         "sr": sr,
         "n_fft": n_fft,
@@ -109,19 +82,20 @@ def mfcc(
         "n_mfcc": n_mfcc,
         "power": power,
     }
-    _spectral(
-        "mfcc",
+    common.run_manifest_command(
+        SpectralParams,
+        extract_mfcc,
         manifest,
         out,
-        flags,
         config,
         sets,
-        jobs,
-        shard,
-        launcher,
-        force,
-        dry_run,
-        max_reject_rate,
+        flags=flags,
+        shard=shard,
+        jobs=jobs,
+        launcher=launcher,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
     )
 
 
@@ -155,15 +129,16 @@ def ser_mfcc(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """The SER report's 160-d vector: means of 40 MFCC, Δ, ΔΔ and 40 log-mel bands."""
-    from avtool.core.config import resolve
     from avtool.features.ser_mfcc import SerMfccParams, extract_ser_mfcc
 
-    flags = {"sr": sr, "n_mfcc": n_mfcc, "sequence": sequence}
-    params = resolve(SerMfccParams, config, sets, flags=flags)
-    result = extract_ser_mfcc(
+    common.run_manifest_command(
+        SerMfccParams,
+        extract_ser_mfcc,
         manifest,
         out,
-        params,
+        config,
+        sets,
+        flags={"sr": sr, "n_mfcc": n_mfcc, "sequence": sequence},
         shard=shard,
         jobs=jobs,
         launcher=launcher,
@@ -171,7 +146,6 @@ def ser_mfcc(
         dry_run=dry_run,
         max_reject_rate=max_reject_rate,
     )
-    common.report_item_stage(result)
 
 
 @app.command("wav2vec2")
@@ -197,15 +171,17 @@ def wav2vec2(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """wav2vec 2.0 last hidden states (time mean by default), from local weights only."""
-    from avtool.core.config import resolve
     from avtool.features.wav2vec2 import Wav2Vec2Params, extract_wav2vec2
 
     flags = {"model": model, "sequence": sequence, "allow_random_weights": allow_random_weights}
-    params = resolve(Wav2Vec2Params, config, sets, flags=flags)
-    result = extract_wav2vec2(
+    common.run_manifest_command(
+        Wav2Vec2Params,
+        extract_wav2vec2,
         manifest,
         out,
-        params,
+        config,
+        sets,
+        flags=flags,
         shard=shard,
         jobs=jobs,
         launcher=launcher,
@@ -213,7 +189,6 @@ def wav2vec2(
         dry_run=dry_run,
         max_reject_rate=max_reject_rate,
     )
-    common.report_item_stage(result)
 
 
 @app.command("voiceprint")
@@ -230,14 +205,15 @@ def voiceprint(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """256-d resemblyzer speaker embedding per utterance (e.g. GRID lists/enrolment.jsonl)."""
-    from avtool.core.config import resolve
     from avtool.features.voiceprint import VoiceprintParams, extract_voiceprint
 
-    params = resolve(VoiceprintParams, config, sets)
-    result = extract_voiceprint(
+    common.run_manifest_command(
+        VoiceprintParams,
+        extract_voiceprint,
         manifest,
         out,
-        params,
+        config,
+        sets,
         shard=shard,
         jobs=jobs,
         launcher=launcher,
@@ -245,7 +221,6 @@ def voiceprint(
         dry_run=dry_run,
         max_reject_rate=max_reject_rate,
     )
-    common.report_item_stage(result)
 
 
 @app.command("face")
@@ -263,14 +238,16 @@ def face(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """Per-frame (25 fps) 128-d dlib face descriptors + face mask per video."""
-    from avtool.core.config import resolve
     from avtool.features.face import FaceParams, extract_face
 
-    params = resolve(FaceParams, config, sets, flags={"detector": detector})
-    result = extract_face(
+    result = common.run_manifest_command(
+        FaceParams,
+        extract_face,
         manifest,
         out,
-        params,
+        config,
+        sets,
+        flags={"detector": detector},
         shard=shard,
         jobs=jobs,
         launcher=launcher,
@@ -278,6 +255,5 @@ def face(
         dry_run=dry_run,
         max_reject_rate=max_reject_rate,
     )
-    common.report_item_stage(result)
     if result.message and result.state != "dry-run":
         typer.echo(result.message)

@@ -35,7 +35,6 @@ def mmt(
     max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """Segment every image of a BSDS manifest with one method; resumable per image."""
-    from avtool.core.config import resolve
     from avtool.recipes.mmt import SegmentConfig, segment
 
     flags = {
@@ -45,11 +44,14 @@ def mmt(
         "iterations": iterations,
         "max_side": max_side,
     }
-    params = resolve(SegmentConfig, config, sets, flags=flags)
-    result = segment(
+    common.run_manifest_command(
+        SegmentConfig,
+        segment,
         manifest,
         out,
-        params,
+        config,
+        sets,
+        flags=flags,
         device=device,
         shard=shard,
         jobs=jobs,
@@ -58,7 +60,6 @@ def mmt(
         dry_run=dry_run,
         max_reject_rate=max_reject_rate,
     )
-    common.report_item_stage(result)
 
 
 @app.command("demo")
