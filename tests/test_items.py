@@ -62,6 +62,38 @@ def test_shards_and_jobs_equal_single_run(tmp_path):
     assert run_item_stage(spec(tmp_path / "sharded", items)).state == "up-to-date"
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_jobs_equal_single_run_under_either_start_method(tmp_path, monkeypatch, method):
+    import multiprocessing
+
+    import avtool.core.items as items_module
+
+    monkeypatch.setattr(items_module, "_pool_context", lambda: multiprocessing.get_context(method))
+    items = make_items(24, bad=1)
+    run_item_stage(spec(tmp_path / "single", items))
+    result = run_item_stage(spec(tmp_path / "jobs", items), jobs=3)
+    assert result.counts == {"items": 25, "done": 24, "rejected": 1}
+    assert_same_items(store_items(tmp_path / "single"), store_items(tmp_path / "jobs"))
+    assert len(list((tmp_path / "jobs").glob("shard-*-of-00003.h5"))) == 3
+
+
+def test_pool_forks_only_without_torch_and_threads():
+    script = (
+        "import threading, avtool.core.items as m\n"
+        "print(m._pool_context().get_start_method())\n"
+        "t = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True); t.start()\n"
+        "print(m._pool_context().get_start_method())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["fork", "spawn"]
+    with_torch = subprocess.run(
+        [sys.executable, "-c", "import torch, avtool.core.items as m; "
+         "print(m._pool_context().get_start_method())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert with_torch.stdout.strip() == "spawn"
+
+
 def test_submitit_local_launcher(tmp_path, monkeypatch):
     # submitit's local jobs are fresh interpreters: they must find the test's worker module.
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))

@@ -12,8 +12,11 @@ from avtool.features.ser_mfcc import (
     SerMfccExtractor,
     SerMfccParams,
     SerMfccWorker,
+    _delta_operator,
+    peak_normalise,
     preprocess,
     report_features,
+    trim_silence,
 )
 
 
@@ -55,6 +58,34 @@ def test_sequence_mean_is_the_vector(corpus):
     frames = extractor.frames(y)
     assert frames.shape[1] == 160 and frames.shape[0] > 9
     np.testing.assert_allclose(frames.mean(axis=0), extractor.vector(y), rtol=1e-5, atol=1e-4)
+
+
+def test_trim_and_normalise_equal_librosa(corpus):
+    """Restated in numpy so that workers skip librosa's import: equal to it, bit for bit."""
+    import librosa
+
+    from avtool.core.audio import load_audio
+
+    rng = np.random.default_rng(3)
+    bursts = [
+        (rng.standard_normal(30000) * np.repeat(rng.uniform(0, 1, 30), 1000)).astype(np.float32)
+        for _ in range(20)
+    ]
+    silence = np.zeros(5000, np.float32)  # librosa keeps all of it: no frame is below the peak
+    clips = [load_audio(path, sr=16000)[0] for path in corpus[1][::6]] + bursts + [silence]
+    for y in clips:
+        ours, (theirs, _) = trim_silence(y, 20.0), librosa.effects.trim(y, top_db=20)
+        assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
+        assert np.array_equal(peak_normalise(ours), librosa.util.normalize(theirs))
+
+
+@pytest.mark.parametrize("frames", [9, 10, 23, 150])
+@pytest.mark.parametrize("order", [1, 2])
+def test_delta_operator_is_librosas_filter(frames, order):
+    import librosa
+
+    reference = librosa.feature.delta(np.eye(frames), order=order, axis=-1)
+    np.testing.assert_allclose(_delta_operator(frames, order), reference, rtol=0, atol=1e-12)
 
 
 def test_preprocess_trims_silence_and_normalises_peak():

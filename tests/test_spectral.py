@@ -10,11 +10,16 @@ import librosa
 import numpy as np
 import pytest
 import scipy.signal
-import torch
+from threadpoolctl import threadpool_limits
 
 from avtool.core.config import from_dict
 from avtool.core.errors import ConfigError, ItemError
-from avtool.features.spectral import SpectralExtractor, SpectralParams
+from avtool.features.spectral import (
+    SpectralExtractor,
+    SpectralParams,
+    analysis_window,
+    mel_filters,
+)
 
 SR = 22050
 DB_TOL = 0.01  # dB, max abs against librosa
@@ -23,11 +28,9 @@ MFCC_TOL = 1e-3
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    # Bits are reproducible for a fixed torch thread count only; stages must pin it, as here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    # Bits are reproducible for a fixed BLAS thread count only; stages pin it to 1, as here.
+    with threadpool_limits(limits=1):
+        yield
 
 
 def speech_like(seconds: float, seed: int) -> np.ndarray:
@@ -139,7 +142,8 @@ def test_linear_output_and_silence():
     y = np.zeros(SR, dtype=np.float32)
     assert not extractor.logmel(y).any()
     db = SpectralExtractor(SpectralParams())
-    assert (db.logmel(y) == -100.0).all()  # 10 * log10(amin), as librosa gives
+    floor = librosa.power_to_db(np.zeros(1, np.float32))[0]  # 10 * log10(amin) in float32
+    assert floor == pytest.approx(-100.0) and (db.logmel(y) == floor).all()
     assert (SpectralExtractor(SpectralParams(ref="max")).logmel(y) == 0.0).all()
 
 
@@ -177,9 +181,9 @@ def test_item_bits_do_not_depend_on_other_items(signals):
 def test_item_bits_are_the_same_in_a_fresh_process(signals):
     alone = digest(SpectralExtractor(SpectralParams(hop=366)), signals["speech"])
     script = (
-        "import sys, numpy as np, torch, hashlib\n"
+        "import sys, numpy as np, hashlib, threadpoolctl\n"
         "from avtool.features.spectral import SpectralExtractor, SpectralParams\n"
-        "torch.set_num_threads(1)\n"
+        "threadpoolctl.threadpool_limits(limits=1)\n"
         "y = np.frombuffer(sys.stdin.buffer.read(), dtype=np.float32)\n"
         "e = SpectralExtractor(SpectralParams(hop=366))\n"
         "print(hashlib.sha256(e.logmel(y).tobytes() + e.mfcc(y).tobytes()).hexdigest())\n"
@@ -242,3 +246,33 @@ def test_params_load_from_config_values():
     )
     assert p == SpectralParams(ref="max", norm=None, top_db=None, fmax=8000.0, hop=366)
     assert from_dict(SpectralParams, {"ref": 1.0, "norm": 2}).norm == 2.0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sr": 22050, "n_fft": 2048, "n_mels": 128},
+        {"sr": 16000, "n_fft": 2048, "n_mels": 40},
+        {"sr": 16000, "n_fft": 512, "n_mels": 64, "fmin": 60.0, "fmax": 7600.0, "htk": True},
+        {"sr": 16000, "n_fft": 512, "n_mels": 64, "norm": None},
+        {"sr": 44100, "n_fft": 1024, "n_mels": 80, "norm": 2.0},
+        {"sr": 8000, "n_fft": 256, "n_mels": 20, "norm": np.inf, "fmin": 100.0},
+        {"sr": 8000, "n_fft": 256, "n_mels": 20, "norm": 1},
+    ],
+)
+def test_mel_filters_equal_librosa(options):
+    """Built without librosa (its import costs a worker ~1.5 s), equal to it bit for bit."""
+    ours, theirs = mel_filters(**options), librosa.filters.mel(**options)
+    assert ours.dtype == theirs.dtype == np.float32
+    assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    "window, length, n_fft",
+    [("hann", 2048, 2048), ("hann", 1500, 2048), ("hann", 401, 512), ("hamming", 400, 512)],
+)
+def test_analysis_window_equals_librosa(window, length, n_fft):
+    theirs = librosa.util.pad_center(
+        librosa.filters.get_window(window, length, fftbins=True), size=n_fft
+    )
+    assert np.array_equal(analysis_window(window, length, n_fft), theirs.astype(np.float32))

@@ -13,9 +13,8 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -23,6 +22,10 @@ from numpy.typing import DTypeLike
 
 from avtool.core.atomic import atomic_path
 from avtool.core.errors import ItemError
+
+if TYPE_CHECKING:
+    # PyAV is imported where a file needs it: most audio goes through soundfile alone.
+    import av
 
 _REDO = "re-download or regenerate it"
 # libsndfile estimates an MP3's length when it lacks a Xing/Info header; a shortfall within
@@ -77,6 +80,8 @@ def open_media(
     path: Path, kind: str, soundfile_reason: str = ""
 ) -> Iterator[av.container.InputContainer]:
     """Open `path` with PyAV; a file ffmpeg cannot parse becomes an ItemError naming it."""
+    import av
+
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
@@ -150,6 +155,8 @@ def _audio_stream(path: Path, container: av.container.InputContainer) -> av.Audi
 
 def _read_pyav(path: Path, soundfile_reason: str) -> tuple[np.ndarray, int]:
     """[channels, samples] float32 and the rate of the best audio stream ffmpeg finds."""
+    import av
+
     with open_media(path, "audio", soundfile_reason) as container:
         stream = _audio_stream(path, container)
         # fltp gives [channels, samples] float32 whatever the codec's own sample format.
@@ -217,14 +224,16 @@ def load_audio(
         )
     if mono:
         # Same reduction as librosa.to_mono on the same [channels, samples] view, so the
-        # float32 rounding is identical.
-        y = np.mean(y, axis=0)
+        # float32 rounding is identical; a mono file is already its own mean.
+        y = y[0] if y.shape[0] == 1 else np.mean(y, axis=0)
     if sr is not None and sr != native_sr:
         n_out = math.ceil(y.shape[-1] * sr / native_sr)
         # One channel at a time, as librosa does, so multichannel output matches it too.
-        channels = [soxr.resample(ch, native_sr, sr, quality=quality) for ch in np.atleast_2d(y)]
-        resampled = np.stack([_fix_length(ch, n_out) for ch in channels])
-        y = resampled[0] if mono else resampled
+        channels = [
+            _fix_length(soxr.resample(ch, native_sr, sr, quality=quality), n_out)
+            for ch in np.atleast_2d(y)
+        ]
+        y = channels[0] if mono else np.stack(channels)
     else:
         sr = native_sr
     return np.ascontiguousarray(y, dtype=dtype), sr

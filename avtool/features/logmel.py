@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
+from avtool.core.items import ItemStageResult, SingleThreadWorker, run_manifest_stage
 from avtool.features.spectral import SpectralExtractor, SpectralParams
 
 STAGE_VERSION = 1
 
 
 @dataclass
-class SpectralWorker(SingleThreadTorchWorker):
+class SpectralWorker(SingleThreadWorker):
     """Loads an item's audio at `params.sr` (soxr, like librosa.load) and computes `kind`."""
 
     params: SpectralParams
