@@ -22,7 +22,7 @@ from avtool.core.errors import InputError
 from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
 
 METHODS = ("mmt", "kanezaki", "kim", "kmeans", "felzenszwalb")
-SEGMENT_VERSION = 1
+SEGMENT_VERSION = 2  # 2: channels-last nets (same algorithm, different float rounding)
 EVALUATE_VERSION = 1
 REPORT_VERSION = 1
 # Paper's Table 1 (BSDS500 test, pixel accuracy).
