@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
     parser.add_argument("--work", type=Path, default=Path("data/bench"))
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["logmel"] else sys.argv[1:])
     work = args.work
@@ -105,77 +107,55 @@ def main() -> dict:
         "2",
     )
     manifest = clips_44k / "manifest.jsonl"
+    logmel_options = ["--sr", str(SR), "--n-fft", str(N_FFT), "--hop", str(HOP)]
+    logmel_options += ["--n-mels", str(N_MELS)]
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         script = Path(scratch) / "librosa_loop.py"
         script.write_text(LIBROSA_LOOP)
         # Warm-up on one clip: numba compiles librosa's kernels once per environment.
         timed([sys.executable, str(script), str(manifest), "1"])
-        librosa_seconds, printed = timed(
-            [sys.executable, str(script), str(manifest), str(args.clips)]
-        )
-        librosa_loop_seconds = float(printed.strip().splitlines()[-1])
-        out = Path(scratch) / "store"
-        avtool_seconds, _ = timed(
-            [
-                sys.executable,
-                "-m",
-                "avtool.cli.main",
-                "features",
-                "logmel",
-                "--manifest",
-                str(manifest),
-                "--out",
-                str(out),
-                "--sr",
-                str(SR),
-                "--n-fft",
-                str(N_FFT),
-                "--hop",
-                str(HOP),
-                "--n-mels",
-                str(N_MELS),
-                "--jobs",
-                str(args.jobs),
+        # The two sides alternate, `--repeats` times each, and the medians are compared: a
+        # shared machine's noise then lands on both instead of deciding the ratio.
+        runs: dict[str, list[float]] = {"librosa": [], "librosa_work": [], "avtool": []}
+        runs |= {"avtool_items": [], "avtool_setup": []}
+        for repeat in range(args.repeats):
+            seconds, printed = timed([sys.executable, str(script), str(manifest), str(args.clips)])
+            runs["librosa"].append(seconds)
+            runs["librosa_work"].append(float(printed.strip().splitlines()[-1]))
+            out = Path(scratch) / f"store{repeat}"
+            seconds, _ = timed(
+                [sys.executable, "-m", "avtool.cli.main", "features", "logmel", "--manifest",
+                 str(manifest), "--out", str(out), *logmel_options, "--jobs", str(args.jobs)]
+            )  # fmt: skip
+            runs["avtool"].append(seconds)
+            # Steady-state work: the item loops of the shards, which ran in parallel (the
+            # longest), without interpreter start, imports and worker set-up.
+            stamps = [
+                json.loads(p.read_text())
+                for p in out.glob("stage-*-of-*.json")
+                if not p.name.endswith(".started.json")
             ]
-        )
-        # Steady-state work: the item loops of the shards, which ran in parallel (the longest),
-        # without interpreter start, imports and worker set-up.
-        stamps = [
-            json.loads(p.read_text())
-            for p in out.glob("stage-*-of-*.json")
-            if not p.name.endswith(".started.json")
-        ]
-        avtool_items_seconds = max(stamp["work"]["items_seconds"] for stamp in stamps)
-        avtool_setup_seconds = max(stamp["work"]["setup_seconds"] for stamp in stamps)
+            runs["avtool_items"].append(max(stamp["work"]["items_seconds"] for stamp in stamps))
+            runs["avtool_setup"].append(max(stamp["work"]["setup_seconds"] for stamp in stamps))
+        median = {name: statistics.median(values) for name, values in runs.items()}
         out22 = Path(scratch) / "store22"
-        avtool(
-            "features",
-            "logmel",
-            "--manifest",
-            str(clips_22k / "manifest.jsonl"),
-            "--out",
-            str(out22),
-            "--sr",
-            str(SR),
-            "--n-fft",
-            str(N_FFT),
-            "--hop",
-            str(HOP),
-            "--n-mels",
-            str(N_MELS),
-        )
+        avtool("features", "logmel", "--manifest", str(clips_22k / "manifest.jsonl"), "--out",
+               str(out22), *logmel_options)  # fmt: skip
         deviation = max_deviation_db(clips_22k / "manifest.jsonl", out22)
+    ratios = [a / b for a, b in zip(runs["librosa"], runs["avtool"], strict=True)]
     result = {
         "benchmark": "logmel",
         "clips": args.clips,
         "jobs": args.jobs,
-        "librosa_loop_s": round(librosa_seconds, 2),
-        "avtool_s": round(avtool_seconds, 2),
-        "speedup_whole_process": round(librosa_seconds / avtool_seconds, 2),
-        "librosa_loop_work_s": round(librosa_loop_seconds, 2),
-        "avtool_items_s": round(avtool_items_seconds, 2),
-        "avtool_worker_setup_s": round(avtool_setup_seconds, 2),
-        "speedup_steady_state": round(librosa_loop_seconds / avtool_items_seconds, 2),
+        "repeats": args.repeats,
+        "librosa_loop_s": round(median["librosa"], 2),
+        "avtool_s": round(median["avtool"], 2),
+        "speedup_whole_process": round(median["librosa"] / median["avtool"], 2),
+        "speedup_per_pair": [round(r, 2) for r in ratios],
+        "librosa_loop_work_s": round(median["librosa_work"], 2),
+        "avtool_items_s": round(median["avtool_items"], 2),
+        "avtool_worker_setup_s": round(median["avtool_setup"], 2),
+        "speedup_steady_state": round(median["librosa_work"] / median["avtool_items"], 2),
         "max_deviation_db": deviation,
     }
     print(json.dumps(result))

@@ -68,6 +68,20 @@ def test_resampling_matches_librosa_load_exactly(tmp_path, suffix, subtype, mono
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pcm16_is_converted_as_libsndfile_does(tmp_path, channels, dtype):
+    """16-bit files are read as integers and scaled in numpy: the same bits as libsndfile."""
+    samples = np.random.default_rng(channels).integers(-32768, 32768, (5000, channels))
+    samples[:2] = [[-32768] * channels, [32767] * channels]
+    path = tmp_path / "pcm16.wav"
+    sf.write(path, samples.astype(np.int16), SR, subtype="PCM_16")
+    ours, _ = load_audio(path, mono=False, dtype=dtype)
+    theirs, _ = sf.read(path, dtype=dtype, always_2d=True)
+    assert ours.dtype == dtype and ours[..., 0].min() == -1.0
+    np.testing.assert_array_equal(ours.reshape(channels, -1), theirs.T)
+
+
 def test_native_rate_and_float64(stereo_wav):
     path, y = stereo_wav
     mono, sr = load_audio(path, dtype=np.float64)
