@@ -212,8 +212,8 @@ class SpectralExtractor:
     """Per-item log-mel and MFCC on mono waveforms, librosa-exact to within float32 rounding."""
 
     def __init__(self, params: SpectralParams) -> None:
-        # scipy.fft is imported here, not at module level: a --jobs parent only needs
-        # SpectralParams.
+        # scipy.fft (0.2 s) is imported here, not at module level: a --dry-run, an up-to-date
+        # rerun or a --launcher slurm submission needs only SpectralParams.
         import scipy.fft
 
         self.params = params
