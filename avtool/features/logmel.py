@@ -38,32 +38,16 @@ class SpectralWorker(SingleThreadWorker):
 
 
 def extract_spectral(
-    kind: str,
-    manifest: Path,
-    out: Path,
-    params: SpectralParams,
-    shard: str | None = None,
-    jobs: int = 1,
-    launcher: str = "local",
-    force: bool = False,
-    dry_run: bool = False,
-    max_reject_rate: float = 0.2,
+    kind: str, manifest: Path, out: Path, params: SpectralParams, **options: Any
 ) -> ItemStageResult:
-    """Compute `kind` ("logmel" or "mfcc") for every item of `manifest` into the store `out`."""
+    """Compute `kind` ("logmel" or "mfcc") for every item of `manifest` into the store `out`.
+
+    `options` are run_manifest_stage's: shard, jobs, launcher, force, dry_run, max_reject_rate.
+    """
     return run_manifest_stage(
-        f"features.{kind}",
-        STAGE_VERSION,
-        manifest,
-        out,
-        params,
-        SpectralWorker(params, kind),
-        shard=shard,
-        jobs=jobs,
-        launcher=launcher,
-        force=force,
-        dry_run=dry_run,
-        max_reject_rate=max_reject_rate,
-    )
+        f"features.{kind}", STAGE_VERSION, manifest, out, params, SpectralWorker(params, kind),
+        **options,
+    )  # fmt: skip
 
 
 def extract_logmel(
