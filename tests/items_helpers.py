@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avtool.core.errors import ItemError
+from avtool.core.errors import InputError, ItemError
 from avtool.core.items import ItemStageSpec, run_item_stage
 from avtool.core.store import store_attrs
 
@@ -38,18 +38,39 @@ class HashWorker:
         return np.random.default_rng(seed).standard_normal((8, 5 + seed % 7)).astype(np.float32)
 
 
+@dataclass
+class LoadedWorker(HashWorker):
+    """Holds an unpicklable object once loaded, as a worker holding a model does."""
+
+    def store_attrs(self) -> dict:
+        import threading
+
+        self.model = threading.Lock()
+        return super().store_attrs()
+
+
+@dataclass
+class RefusingWorker(HashWorker):
+    """Refuses before any item, as an extractor without its weights does."""
+
+    def store_attrs(self) -> dict:
+        raise InputError("/weights/missing.pt: weights not found; run `avtool models fetch`")
+
+
 def make_items(count: int, bad: int = 0) -> list[dict]:
     items = [{"id": f"item{i:04d}", "path": f"/nowhere/item{i}.wav"} for i in range(count)]
     return items + [{"id": f"bad{i}", "path": f"/nowhere/bad{i}.wav"} for i in range(bad)]
 
 
-def spec(out: Path, items: list[dict], delay: float = 0.0, **kwargs) -> ItemStageSpec:
+def spec(
+    out: Path, items: list[dict], delay: float = 0.0, worker: type = HashWorker, **kwargs
+) -> ItemStageSpec:
     return ItemStageSpec(
         name="test.hash",
         version=1,
         out_dir=out,
         config={"delay": 0},
-        worker=HashWorker(delay),
+        worker=worker(delay),
         items=items,
         show_progress=False,
         **kwargs,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from avtool.core.errors import InputError, ItemError
+from avtool.core.errors import InputError, ItemError, StageFailed
 from avtool.corpora.bsds import PrepareConfig, prepare_bsds, read_ground_truth
 from avtool.synth.bsds import synth_bsds, write_mat
 
@@ -41,7 +41,10 @@ def test_prepare_accepts_images_without_gt_and_rejects_bad_files(tmp_path):
     (root / "groundTruth" / "test" / "100001.mat").unlink()  # segmentation only
     (test / "100002.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (root / "groundTruth" / "test" / "100003.mat").write_bytes(b"MATLAB 5.0 garbage")
-    result = prepare_bsds(root, tmp_path / "prep", PrepareConfig())
+    with pytest.raises(StageFailed, match=r"prepare.bsds: 2 of 4 items rejected \(50.0%\)"):
+        prepare_bsds(root, tmp_path / "prep", PrepareConfig())
+    assert not (tmp_path / "prep" / "stage.json").exists()
+    result = prepare_bsds(root, tmp_path / "prep", PrepareConfig(), max_reject_rate=0.5)
     assert result == {"state": "done", "images": 2, "with_gt": 1, "rejected": 2}
     lines = [json.loads(x) for x in (tmp_path / "prep" / "manifest.jsonl").read_text().splitlines()]
     assert {e["id"]: e["gt"] for e in lines} == {
@@ -54,7 +57,8 @@ def test_prepare_accepts_images_without_gt_and_rejects_bad_files(tmp_path):
     }
     assert "100002.jpg: unreadable image" in rejects["100002"]
     assert "100003.mat: not a readable .mat file" in rejects["100003"]
-    assert prepare_bsds(root, tmp_path / "prep", PrepareConfig())["state"] == "up-to-date"
+    again = prepare_bsds(root, tmp_path / "prep", PrepareConfig(), max_reject_rate=0.5)
+    assert again["state"] == "up-to-date"
 
 
 def test_mat_of_wrong_shape_or_fields_is_an_item_error(tmp_path):

@@ -61,14 +61,19 @@ def test_describe_directory_reports_edited_config(tmp_path):
     assert (row.state, row.reason, row.counts["done"]) == ("stale", "config.yaml edited", 3)
 
 
-def test_sharded_stamps_make_the_whole_stage_done(tmp_path):
+def test_sharded_stage_is_done_only_with_its_whole_stamp(tmp_path):
+    # Shard stamps make the shards done; the whole stage waits for the verdict's stamp.
     for index in range(3):
         part = Stage("s", 1, tmp_path, {"a": 1}, shard=Shard(index, 3))
         part.begin()
         part.finish({"done": index}, [])
-        expected = "done" if index == 2 else "missing"
-        assert Stage("s", 1, tmp_path, {"a": 1}).status().state == expected
+        assert part.status().state == "done"
+        assert Stage("s", 1, tmp_path, {"a": 1}).status().state == "partial"
+    whole = Stage("s", 1, tmp_path, {"a": 1})
+    assert whole.sharded_counts(3) == {"done": 3}
+    whole.finish(whole.sharded_counts(3), [])
     assert Stage("s", 1, tmp_path, {"a": 1}).status().counts == {"done": 3}
+    assert Stage("s", 1, tmp_path, {"a": 1}).status().state == "done"
 
 
 def test_shard_parsing_hash_and_slurm():

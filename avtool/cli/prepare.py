@@ -22,13 +22,16 @@ def bsds(
     sets: list[str] = common.SetOption,
     force: bool = common.ForceOption,
     dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """Manifest of BSDS500 images with their ground-truth .mat; bad files go to rejects.jsonl."""
     from avtool.core.config import resolve
     from avtool.corpora.bsds import PrepareConfig, prepare_bsds
 
     params = resolve(PrepareConfig, config, sets, flags={"splits": split or None})
-    result = prepare_bsds(root, out, params, force=force, dry_run=dry_run)
+    result = prepare_bsds(
+        root, out, params, force=force, dry_run=dry_run, max_reject_rate=max_reject_rate
+    )
     if result["state"] == "dry-run":
         typer.echo(result["message"])
         return
@@ -47,13 +50,16 @@ def ravdess(
     sets: list[str] = common.SetOption,
     force: bool = common.ForceOption,
     dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
 ) -> None:
     """Manifest of RAVDESS audio with every name field decoded; bad files go to rejects.jsonl."""
     from avtool.core.config import resolve
     from avtool.corpora.ravdess import PrepareConfig, prepare_ravdess
 
     params = resolve(PrepareConfig, config, sets, flags={"include_song": include_song})
-    result = prepare_ravdess(root, out, params, force=force, dry_run=dry_run)
+    result = prepare_ravdess(
+        root, out, params, force=force, dry_run=dry_run, max_reject_rate=max_reject_rate
+    )
     if result["state"] == "dry-run":
         typer.echo(result["message"])
         return
@@ -95,5 +101,28 @@ def grid(
         force=force,
         dry_run=dry_run,
         max_reject_rate=max_reject_rate,
+    )
+    common.report_result(out, result)
+
+
+@app.command("dcase2018")
+def dcase2018(
+    metadata: Path = typer.Option(
+        ..., "--metadata", help="DCASE 2018 task 4 metadata folder (train/, test/, eval/)."
+    ),
+    out: Path = common.OutOption,
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+    max_reject_rate: float = common.MaxRejectOption,
+) -> None:
+    """Clip manifest of the weak, unlabeled, test and eval lists; quirks reported, bad rows rejected."""
+    from avtool.core.config import resolve
+    from avtool.corpora.dcase2018 import PrepareConfig, prepare_dcase2018
+
+    params = resolve(PrepareConfig, config, sets)
+    result = prepare_dcase2018(
+        metadata, out, params, force=force, dry_run=dry_run, max_reject_rate=max_reject_rate
     )
     common.report_result(out, result)

@@ -20,10 +20,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    # os.umask can only be read by setting it; put it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temp_path_for(path: Path) -> Path:
-    """A unique temporary name beside `path`, ending in `.tmp` so sweeps can find it."""
+    """A unique temporary name beside `path`, ending in `.tmp` so sweeps can find it.
+
+    mkstemp creates it 0600 whatever the umask; it gets the mode a plain `open` would give
+    (0644 under umask 022), so outputs on a shared cluster are readable by the group as usual.
+    """
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     return Path(name)
 
 

@@ -102,6 +102,8 @@ class Stage:
     config: Any
     inputs: list[Path] = field(default_factory=list)
     shard: Shard = WHOLE
+    # Inputs that are not files (e.g. a per-item stage's item list): name -> fingerprint.
+    content: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -111,7 +113,7 @@ class Stage:
 
     # --- reading the state -------------------------------------------------------------
     def input_fingerprints(self) -> dict[str, str]:
-        return {str(p): fingerprint(p) for p in self.inputs}
+        return {**{str(p): fingerprint(p) for p in self.inputs}, **self.content}
 
     def _read(self, name: str) -> dict[str, Any] | None:
         path = self.out_dir / name
@@ -136,23 +138,23 @@ class Stage:
         return ""
 
     def _stamps_covering(self) -> list[dict[str, Any]] | None:
-        """Stamps that together make this shard complete, or None."""
+        """The stamp that makes this shard complete, or None.
+
+        A sharded stage is complete only once its whole stamp is written: the shard that
+        finds all shards finished writes it after the whole stage's reject verdict.
+        """
         whole = self._read(STAMP)
         if whole is not None:
             return [whole]
         if not self.shard.is_whole:
             own = self._read(stamp_name(self.shard))
             return [own] if own is not None else None
-        counts = {
-            int(p.name.split("-of-")[1].split(".")[0])
-            for p in self.out_dir.glob("stage-*-of-*.json")
-            if not p.name.endswith(STARTED_SUFFIX)
-        }
-        for count in counts:
-            stamps = [self._read(stamp_name(Shard(i, count))) for i in range(count)]
-            if all(s is not None for s in stamps):
-                return stamps  # type: ignore[return-value]
         return None
+
+    def sharded_counts(self, count: int) -> dict[str, int]:
+        """The summed counts of the stamps of shards 0..count-1."""
+        stamps = [self._read(stamp_name(Shard(i, count))) or {} for i in range(count)]
+        return _sum_counts(s.get("counts", {}) for s in stamps)
 
     def status(self) -> StageStatus:
         fingerprints = self.input_fingerprints()
@@ -164,6 +166,10 @@ class Stage:
                 return StageStatus(self.name, self.out_dir, "stale", reasons[0], counts)
             return StageStatus(self.name, self.out_dir, "done", "up to date", counts)
         started = self._read(started_name(self.shard))
+        if started is None and self.shard.is_whole:
+            # A sharded run in progress (or awaiting its verdict) is this stage's partial run.
+            markers = sorted(self.out_dir.glob(f"stage-*-of-*{STARTED_SUFFIX}"))
+            started = self._read(markers[0].name) if markers else None
         if started is None:
             return StageStatus(self.name, self.out_dir, "missing", "never run")
         reason = self._mismatch(started, fingerprints)
@@ -172,11 +178,13 @@ class Stage:
         return StageStatus(self.name, self.out_dir, "partial", "interrupted; will resume")
 
     # --- running ----------------------------------------------------------------------
-    def begin(self, force: bool = False) -> bool:
+    def begin(self, force: bool = False, keep_items: bool = False) -> bool:
         """Prepare to run; False when already up to date (and not forced).
 
         Raises StaleOutputError when the directory holds another config's outputs and
-        `force` is not set. A changed input reruns from scratch; an interruption resumes.
+        `force` is not set. A changed input reruns from scratch, unless `keep_items`: a
+        per-item stage then keeps its journal and store and recomputes only the items whose
+        content changed. An interruption resumes.
         """
         status = self.status()
         if status.state == "done" and not force:
@@ -187,7 +195,10 @@ class Stage:
                 f"{self.out_dir}: {status.reason}; rerun with --force to replace it, "
                 "or choose another --out"
             )
-        if force or status.state == "stale":
+        if status.state == "stale" and keep_items and not force:
+            (self.out_dir / STAMP).unlink(missing_ok=True)
+            (self.out_dir / stamp_name(self.shard)).unlink(missing_ok=True)
+        elif force or status.state == "stale":
             self.reset()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # Other shards may be writing into this directory right now: sweep only our own.
@@ -303,13 +314,8 @@ def describe_directory(directory: Path) -> StageStatus:
     for key, value in journal_counts.items():
         counts.setdefault(key, value)
     whole = next((s for n, s in records if n == STAMP), None)
-    shards_expected = {int(s["shard"].split("/")[1]) for s in stamps + started if "shard" in s}
-    complete = whole is not None or any(
-        all((directory / stamp_name(Shard(i, n))).exists() for i in range(n))
-        for n in shards_expected
-    )
-    if complete:
-        for stamp in [whole] if whole else stamps:
+    if whole is not None:
+        for stamp in [whole]:
             for path, value in stamp.get("inputs", {}).items():
                 try:
                     now = fingerprint(path)
@@ -320,6 +326,20 @@ def describe_directory(directory: Path) -> StageStatus:
             if current_hash and stamp.get("config_hash") != current_hash:
                 return StageStatus(name, directory, "stale", "config.yaml edited", counts)
         return StageStatus(name, directory, "done", "up to date", counts)
+    if any((directory / n).exists() for n, _ in records if n.startswith("stage-")):
+        shards = [
+            r for n, r in records if n.startswith("stage-") and not n.endswith(STARTED_SUFFIX)
+        ]
+        expected = {int(r["shard"].split("/")[1]) for r in stamps + started if "shard" in r}
+        if expected and len(shards) >= max(expected):
+            return StageStatus(
+                name,
+                directory,
+                "partial",
+                "every shard finished, the whole stage's verdict "
+                "did not pass or is pending; rerun to see it",
+                counts,
+            )
     return StageStatus(name, directory, "partial", "interrupted; will resume", counts)
 
 

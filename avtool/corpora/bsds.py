@@ -90,13 +90,19 @@ def _entry(root: Path, out: Path, split: str, image_path: Path) -> dict[str, Any
 
 
 def prepare_bsds(
-    root: Path, out: Path, config: PrepareConfig, force: bool = False, dry_run: bool = False
+    root: Path,
+    out: Path,
+    config: PrepareConfig,
+    force: bool = False,
+    dry_run: bool = False,
+    max_reject_rate: float = 0.2,
 ) -> dict[str, Any]:
     """Write `out/manifest.jsonl` (one line per usable image) and `out/rejects.jsonl`.
 
     Images without a .mat are kept (segmentation only, `gt: null`); unreadable images and
     malformed .mat files are rejected with the reason. Returns the counts.
     """
+    from avtool.core import rejects as rejects_module
     from avtool.core.journal import write_jsonl
     from avtool.core.stage import Stage
 
@@ -134,6 +140,11 @@ def prepare_bsds(
         raise InputError(f"{images_dir}: no readable .jpg in splits {', '.join(config.splits)}")
     write_jsonl(out / "manifest.jsonl", entries)
     write_jsonl(out / "rejects.jsonl", rejects)
+    rejects_module.enforce(
+        rejects_module.RejectSummary(len(entries) + len(rejects), rejects, [out / "rejects.jsonl"]),
+        "prepare.bsds",
+        max_reject_rate,
+    )
     counts = {
         "images": len(entries),
         "with_gt": sum(1 for e in entries if e["gt"]),

@@ -99,12 +99,18 @@ def _entry(path: Path, out: Path, actor_dir: int) -> dict[str, Any]:
 
 
 def prepare_ravdess(
-    root: Path, out: Path, config: PrepareConfig, force: bool = False, dry_run: bool = False
+    root: Path,
+    out: Path,
+    config: PrepareConfig,
+    force: bool = False,
+    dry_run: bool = False,
+    max_reject_rate: float = 0.2,
 ) -> dict[str, Any]:
     """Write `out/manifest.jsonl` (usable files) and `out/rejects.jsonl` (the rest, with reasons).
 
     Song files are left out (not rejected) unless `config.include_song`. Returns the counts.
     """
+    from avtool.core import rejects as rejects_module
     from avtool.core.journal import write_jsonl
     from avtool.core.stage import Stage, describe_status
 
@@ -137,6 +143,11 @@ def prepare_ravdess(
         raise InputError(f"{root}: no usable RAVDESS file; see {out / 'rejects.jsonl'}")
     write_jsonl(out / "manifest.jsonl", entries)
     write_jsonl(out / "rejects.jsonl", rejects)
+    rejects_module.enforce(
+        rejects_module.RejectSummary(len(entries) + len(rejects), rejects, [out / "rejects.jsonl"]),
+        "prepare.ravdess",
+        max_reject_rate,
+    )
     counts = {
         "files": len(entries),
         "actors": len({e["actor"] for e in entries}),
