@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
+# Where `make lock` finds the CPU build of torch that the lock is resolved against.
+TORCH_CPU_WHEELS ?= $(if $(wildcard /opt/wheels),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
 
 .PHONY: install test demo lint bench clean lock
 
@@ -30,7 +32,7 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --fork-strategy fewest \
 		--python-version 3.11 --no-emit-package torch --override lock-overrides.txt \
-		--find-links /opt/wheels -o $(LOCK)
+		--find-links $(TORCH_CPU_WHEELS) -o $(LOCK)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
