@@ -137,3 +137,21 @@ def test_outputs_honour_the_umask(tmp_path):
     assert {p.suffix for p in files} >= {".h5", ".json", ".jsonl", ".yaml"}
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_a_refused_training_command_leaves_nothing(cli, tmp_path):
+    # The demo trainer begins its stage, then finds no item of the manifest in the store.
+    from conftest import write_manifest
+
+    from avtool.core.store import StoreWriter, store_attrs
+
+    writer = StoreWriter(tmp_path / "feats", "00000-of-00001", store_attrs("logmel", {}))
+    writer.add("other", np.zeros((4, 4), np.float32))
+    writer.finalize()
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "path": "a.wav", "gender": "f"}])
+    out = tmp_path / "run"
+    code, _, err = cli(
+        "train", "demo", "--features", tmp_path / "feats", "--manifest", manifest, "--out", out
+    )
+    assert code == 2 and "no item of" in err
+    assert not out.exists()

@@ -89,10 +89,14 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning AvtoolError into one line and an exit code."""
     from avtool.core.errors import AvtoolError
+    from avtool.core.stage import abandon_unfinished, begun_count
 
+    # Only this command's stages: earlier in-process commands (tests, pipelines) are not ours.
+    begun_before = begun_count()
     try:
         app(args=argv, standalone_mode=False)
     except AvtoolError as exc:
+        abandon_unfinished(since=begun_before)
         if _debug:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

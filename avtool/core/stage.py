@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import sys
@@ -110,6 +111,8 @@ class Stage:
         self.inputs = [Path(p) for p in self.inputs]
         self.config_hash = config_hash(self.config)
         self._started_at = 0.0
+        self._created: list[Path] = []
+        self._listing_after_begin: set[str] = set()
 
     # --- reading the state -------------------------------------------------------------
     def input_fingerprints(self) -> dict[str, str]:
@@ -200,6 +203,7 @@ class Stage:
             (self.out_dir / stamp_name(self.shard)).unlink(missing_ok=True)
         elif force or status.state == "stale":
             self.reset()
+        before = set(os.listdir(self.out_dir)) if self.out_dir.is_dir() else None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # Other shards may be writing into this directory right now: sweep only our own.
         atomic.sweep_temporaries(self.out_dir, "" if self.shard.is_whole else self.shard.tag)
@@ -215,7 +219,24 @@ class Stage:
             },
         )
         self._started_at = time.time()
+        self._listing_after_begin = set(os.listdir(self.out_dir))
+        if before is None:
+            self._created = [self.out_dir]
+        else:
+            self._created = [self.out_dir / n for n in self._listing_after_begin - before]
+        _BEGUN.append(self)
         return True
+
+    def abandon(self) -> None:
+        """Undo `begin` when the run wrote nothing after it (a refusal, not a failure midway)."""
+        _forget(self)
+        if not self.out_dir.is_dir() or set(os.listdir(self.out_dir)) != self._listing_after_begin:
+            return
+        for path in self._created:
+            if path == self.out_dir:
+                shutil.rmtree(path)
+                return
+            path.unlink(missing_ok=True)
 
     def reset(self) -> None:
         """Remove what this stage (this shard only, when sharded) wrote before."""
@@ -259,7 +280,28 @@ class Stage:
             **extra,
         }
         atomic.write_json(self.out_dir / stamp_name(self.shard), stamp)
+        _forget(self)
         return stamp
+
+
+# Stages begun in this process and not finished: a command that fails undoes the ones that
+# wrote nothing, so a refused command leaves no config.yaml or marker behind.
+_BEGUN: list[Stage] = []
+
+
+def _forget(stage: Stage) -> None:
+    _BEGUN[:] = [s for s in _BEGUN if s is not stage]
+
+
+def abandon_unfinished(since: int = 0) -> None:
+    """Undo the unfinished stages begun after the `since`-th (see `begun_count`) that wrote
+    nothing since they began."""
+    for stage in list(_BEGUN[since:]):
+        stage.abandon()
+
+
+def begun_count() -> int:
+    return len(_BEGUN)
 
 
 def describe_status(stage: Stage, force: bool = False) -> str:

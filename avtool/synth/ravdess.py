@@ -8,6 +8,13 @@ range, rate, level, and a voice-quality stand-in that espeak's API does not offe
 tilt: a first-order bright/dark filter; tremolo: a slow amplitude wobble for fear). Strong
 intensity moves 1.6x as far; each repetition draws its own small jitter, so no two takes are
 identical. As in RAVDESS, neutral has no strong intensity: 60 files per actor.
+
+The files carry the real corpus' RIFF layout (../shared/data/real_samples/ravdess/FACTS.md):
+chunks `fmt ` (16 bytes, PCM), `FLLR` (4,044 zero bytes), `data`, then `LIST`/INFO with a
+recording date, `bext` (602 bytes) and Adobe `_PMX` XMP of odd or even size with its RIFF pad
+byte, so readers that assume a 44-byte header or `data` last fail here as on the real files.
+The highest-numbered actor's two takes that are stereo in RAVDESS (Actor_20) are stereo here
+too, left and right identical.
 """
 
 from __future__ import annotations
@@ -21,8 +28,44 @@ import numpy as np
 from avtool.core.errors import InputError
 from avtool.corpora.ravdess import EMOTIONS, STATEMENTS, file_name
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 MAX_ACTORS = 24
+# (emotion, intensity, statement, repetition) of Actor_20's two dual-mono stereo files.
+STEREO_TAKES = ((3, 1, 2, 1), (6, 1, 1, 2))
+_FILLER_BYTES = 4044
+_BEXT_BYTES = 602
+
+
+def _chunk(tag: bytes, payload: bytes) -> bytes:
+    import struct
+
+    pad = b"\0" if len(payload) % 2 else b""
+    return tag + struct.pack("<I", len(payload)) + payload + pad
+
+
+def ravdess_wav_bytes(pcm: np.ndarray, sr: int, take_seed: int) -> bytes:
+    """A 16-bit PCM WAV (`pcm` [frames] or [frames, channels]) in RAVDESS's chunk layout."""
+    import struct
+
+    frames = pcm.reshape(len(pcm), -1)
+    channels = frames.shape[1]
+    fmt = struct.pack("<HHIIHH", 1, channels, sr, sr * channels * 2, channels * 2, 16)
+    recorded = f"2013-05-{1 + take_seed % 28:02d}T21:05:37-04:00".encode() + b"\0"
+    info = _chunk(b"LIST", b"INFO" + _chunk(b"ICRD", recorded))
+    # XMP packets of 42-56 kB; every other one of odd length, as in the real files.
+    xmp_size = 42273 + (take_seed * 7919) % 13954
+    xmp = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    xmp = xmp + b" " * (xmp_size - len(xmp))
+    body = (
+        b"WAVE"
+        + _chunk(b"fmt ", fmt)
+        + _chunk(b"FLLR", bytes(_FILLER_BYTES))
+        + _chunk(b"data", frames.astype("<i2").tobytes())
+        + info
+        + _chunk(b"bext", bytes(_BEXT_BYTES))
+        + _chunk(b"_PMX", xmp)
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 @dataclass(frozen=True)
@@ -147,8 +190,6 @@ def synth_ravdess(
     With `dry_run` returns what a run would do. Resumable: files are written atomically and
     deterministically, so a rerun after a kill skips the ones already there.
     """
-    import soundfile
-
     from avtool.core import atomic
     from avtool.core.stage import Stage, describe_status
 
@@ -164,6 +205,7 @@ def synth_ravdess(
     if not stage.begin(force):
         return None
     files = 0
+    stereo_actor = max(a.number for a in _actors(actors, seed))
     for actor in _actors(actors, seed):
         folder = out / f"Actor_{actor.number:02d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -175,8 +217,9 @@ def synth_ravdess(
                 continue
             audio = _take(actor, take, seed, sr)
             pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
-            with atomic.atomic_path(path) as tmp:
-                soundfile.write(tmp, pcm, sr, format="WAV", subtype="PCM_16")
+            if actor.number == stereo_actor and take in STEREO_TAKES:
+                pcm = np.stack([pcm, pcm], axis=1)
+            atomic.write_bytes(path, ravdess_wav_bytes(pcm, sr, files))
     return stage.finish(
         counts={"files": files, "actors": actors},
         outputs=[f"Actor_{n:02d}" for n in range(1, actors + 1)],
