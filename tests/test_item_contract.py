@@ -58,10 +58,9 @@ def test_two_bad_items_in_six_fail_alike_for_any_split(tmp_path, split):
 
 def test_rejects_are_one_summary_line_not_a_warning_each(tmp_path, caplog):
     caplog.set_level("INFO")
-    with pytest.raises(StageFailed):
-        run_item_stage(spec(tmp_path / "o", make_items(3, bad=40)))
+    run_item_stage(spec(tmp_path / "o", make_items(300, bad=40)))
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "40 of 43 items rejected" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "40 of 340 items rejected" in warnings[0].getMessage()
 
 
 def stamp_work(out):

@@ -47,7 +47,8 @@ def report_item_stage(result) -> None:
     if result.state == "up-to-date":
         typer.echo(f"{result.out_dir}: up to date ({counts}); nothing to do")
     else:
-        typer.echo(f"{result.out_dir}: done in {result.seconds:.1f}s ({counts})")
+        reuse = f"; {result.message}" if result.message else ""
+        typer.echo(f"{result.out_dir}: done in {result.seconds:.1f}s ({counts}){reuse}")
 
 
 def report_result(out: Path, result: dict) -> None:

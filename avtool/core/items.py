@@ -113,6 +113,12 @@ class ItemStageResult:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     message: str = ""
+    computed: int = 0
+    reused: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reused and not self.message:
+            self.message = f"reused {self.reused} items, computed {self.computed}"
 
 
 def journal_path(out_dir: Path, shard: Shard) -> Path:
@@ -281,13 +287,13 @@ def _run_items(
     stage.finish(
         counts=counts, outputs=[final.name, journal.path.name, rejects.path.name], work=work
     )
-    return ItemStageResult("done", spec.out_dir, counts, message=_reuse_message(work))
-
-
-def _reuse_message(work: dict[str, Any]) -> str:
-    if not work["items_reused"]:
-        return ""
-    return f"reused {work['items_reused']} items, computed {work['items_computed']}"
+    return ItemStageResult(
+        "done",
+        spec.out_dir,
+        counts,
+        computed=work["items_computed"],
+        reused=work["items_reused"],
+    )
 
 
 def _keep_only(journal: Journal, ids: set[str]) -> None:
@@ -358,9 +364,13 @@ def run_item_stage(
     for result in results:
         for key, value in result.counts.items():
             counts[key] = counts.get(key, 0) + value
-    messages = [r.message for r in results if r.message]
     return ItemStageResult(
-        "done", spec.out_dir, counts, time.monotonic() - started, "; ".join(messages)
+        "done",
+        spec.out_dir,
+        counts,
+        time.monotonic() - started,
+        computed=sum(r.computed for r in results),
+        reused=sum(r.reused for r in results),
     )
 
 

@@ -80,11 +80,11 @@ def summarise(out_dir: Path, items: int, ids: set[str] | None = None) -> RejectS
 
 
 def enforce(summary: RejectSummary, stage_name: str, max_reject_rate: float) -> None:
-    """Log the summary; raise StageFailed when the whole stage's rate is past the limit."""
-    if summary.rejected:
-        log.warning("%s: %s", stage_name, summary.describe())
+    """Raise StageFailed when the whole stage's rate is past the limit, else log the summary."""
     if summary.items and summary.rate > max_reject_rate:
         raise StageFailed(
             f"{stage_name}: {summary.describe()}; more than --max-reject-rate "
             f"{max_reject_rate}: fix or remove those inputs, or raise --max-reject-rate"
         )
+    if summary.rejected:
+        log.warning("%s: %s", stage_name, summary.describe())
