@@ -126,3 +126,54 @@ def dcase2018(
         metadata, out, params, force=force, dry_run=dry_run, max_reject_rate=max_reject_rate
     )
     common.report_result(out, result)
+
+
+@app.command("lyrics")
+def lyrics(
+    out: Path = common.OutOption,
+    artists: Path = typer.Option(
+        None,
+        "--artists",
+        help="Folder of <genre>.txt artist lists. Default: the report's Billboard 2019 top 10 "
+        "rap and country artists; with --fake-services, the synthetic catalog's.",
+    ),
+    fake_services: Path = typer.Option(
+        None,
+        "--fake-services",
+        help="Folder from `avtool synth lyrics`: serve it as Spotify, YouTube and Genius on "
+        "127.0.0.1 in this process, with dummy credentials, instead of the real services.",
+    ),
+    playlists: bool = typer.Option(
+        False, "--playlists", help="Also make a private Spotify playlist per genre (user consent)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed of the train/valid/test split [0]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """ATL dataset: Spotify top tracks -> YouTube audio -> Genius lyrics -> split manifest.
+
+    Credentials from SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET and GENIUS_ACCESS_TOKEN.
+    Resumable: finished items are never fetched again; rerun to retry the retryable ones.
+    """
+    from avtool.core.config import resolve
+    from avtool.core.errors import StageFailed
+    from avtool.corpora.lyrics.builder import LyricsBuildConfig, prepare_lyrics
+
+    params = resolve(LyricsBuildConfig, config, sets, flags={"split": {"seed": seed}})
+    result = prepare_lyrics(
+        artists,
+        out,
+        params,
+        fake_services=fake_services,
+        force=force,
+        dry_run=dry_run,
+        playlists=playlists,
+    )
+    common.report_result(out, result)
+    if result["state"] == "partial":
+        raise StageFailed(
+            f"{out}: {result['retryable']} item(s) still retryable (see the stages' "
+            "journal.jsonl); rerun the same command to fetch them"
+        )

@@ -50,17 +50,23 @@ def bsds(
     count: int = typer.Option(12, "--count", min=1, help="Number of images."),
     height: int = typer.Option(48, "--height", min=8, help="Image height in pixels."),
     width: int = typer.Option(64, "--width", min=8, help="Image width in pixels."),
+    splits: str = typer.Option(
+        "test", "--splits", help="Comma list of splits, images round-robin [test]."
+    ),
     seed: int = common.SeedOption,
     force: bool = common.ForceOption,
     dry_run: bool = common.DryRunOption,
 ) -> None:
     """BSDS500 layout: region images (colour + texture + noise) and 3-5 annotators' .mat."""
-    from avtool.synth.bsds import describe_synth, synth_bsds
+    from avtool.synth.bsds import describe_synth, parse_splits, synth_bsds
 
+    chosen = parse_splits(splits)
     if dry_run:
-        typer.echo(describe_synth(out, count, height, width, seed))
+        typer.echo(describe_synth(out, count, height, width, seed, chosen))
         return
-    truth = synth_bsds(out, count, height=height, width=width, seed=seed, force=force)
+    truth = synth_bsds(
+        out, count, height=height, width=width, seed=seed, splits=chosen, force=force
+    )
     typer.echo(f"{out}: {len(truth)} images with ground truth in images/ and groundTruth/")
 
 
@@ -108,3 +114,57 @@ def grid(
         typer.echo(f"{out}: up to date")
     else:
         typer.echo(f"{out}: {stamp['counts']['utterances']} utterances of {speakers} speakers")
+
+
+@app.command("lyrics")
+def lyrics(
+    out: Path = common.OutOption,
+    songs_per_genre: int = typer.Option(
+        12, "--songs-per-genre", min=1, help="Tracks per genre that reach the manifest."
+    ),
+    seed: int = common.SeedOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """ATL catalog for the fake services: rap and country artists, audio, raw lyrics."""
+    from avtool.synth.lyrics import synth_lyrics
+
+    stamp = synth_lyrics(out, songs_per_genre, seed=seed, force=force, dry_run=dry_run)
+    if isinstance(stamp, str):
+        typer.echo(stamp)
+    elif stamp is None:
+        typer.echo(f"{out}: up to date")
+    else:
+        typer.echo(
+            f"{out}: {stamp['counts']['tracks']} tracks ({songs_per_genre} per genre reach the "
+            f"manifest, one per genre has no YouTube match); serve with "
+            f"`avtool prepare lyrics --fake-services {out}`"
+        )
+
+
+@app.command("dcase2018")
+def dcase2018(
+    out: Path = common.OutOption,
+    clips: int = typer.Option(60, "--clips", min=5, help="Clips over weak, unlabeled, test."),
+    media: bool = typer.Option(
+        True, "--media/--no-media", help="Write media/<youtube_id>.mp4 (default), or lists only."
+    ),
+    seed: int = common.SeedOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """DCASE 2018 task 4 layout: metadata lists with the real quirks, media/<youtube_id>.mp4."""
+    from avtool.synth.dcase2018 import synth_dcase2018
+
+    stamp = synth_dcase2018(out, clips=clips, seed=seed, media=media, force=force, dry_run=dry_run)
+    if isinstance(stamp, str):
+        typer.echo(stamp)
+    elif stamp is None:
+        typer.echo(f"{out}: up to date")
+    else:
+        counts = stamp["counts"]
+        typer.echo(
+            f"{out}: {counts['clips']} clips ({counts['weak_clips']} weak, "
+            f"{counts['unlabel_in_domain_clips']} unlabeled, {counts['test_clips']} test), "
+            f"{counts['events']} events; metadata/" + (" and media/" if media else "")
+        )
