@@ -1,4 +1,8 @@
-"""Manifests: JSONL files whose lines carry at least `id` and `path` (relative to the file)."""
+"""Manifests: JSONL files whose lines carry at least `id` and `path` (relative to the file).
+
+File fields are `path`, `video` and any `*_path` (e.g. `lyrics_path`): relative ones are
+resolved against the manifest's folder, so a manifest can move with the files it lists.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from avtool.core.errors import InputError
+
+
+def is_file_field(key: str) -> bool:
+    return key in ("path", "video") or key.endswith("_path")
 
 
 def read_manifest(
@@ -42,7 +50,8 @@ def read_manifest(
                 f"{manifest}:{number}: duplicate id {item['id']!r}; ids must be unique"
             )
         seen.add(item["id"])
-        if "path" in item:
-            item["path"] = str((manifest.parent / item["path"]).resolve())
+        for key, value in item.items():
+            if is_file_field(key) and isinstance(value, str) and value:
+                item[key] = str((manifest.parent / value).resolve())
         items.append(item)
     return items
