@@ -140,9 +140,9 @@ def extract_wav2vec2(
     """Embeddings of every manifest item into the store `out` (options: run_manifest_stage's)."""
     if not params.model:
         raise ConfigError("--model: give a model folder or a cached name")
-    if not options.get("dry_run"):
-        # Refuse a missing or random model before the stage starts and claims `out`.
-        load_model(params)
+    # A missing or random model is refused by the worker's store_attrs, which the runner calls
+    # before the stage begins: nothing is left in `out`, and no model is built in this
+    # process before a --jobs pool forks.
     return run_manifest_stage(
         "features.wav2vec2", STAGE_VERSION, manifest, out, params, Wav2Vec2Worker(params), **options
     )
