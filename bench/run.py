@@ -8,7 +8,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["logmel", "crash_resume", "mmt", "limuse_data", "ser"]
+BENCHMARKS = [
+    "logmel",
+    "crash_resume",
+    "mmt",
+    "limuse_data",
+    "face",
+    "limuse",
+    "ser",
+    "ser_real",
+    "vgg16",
+]
 
 
 def main() -> None:

@@ -203,6 +203,7 @@ def write_video(
     codec: str = "mpeg1video",
     audio_codec: str = "mp2",
     bit_rate: int | None = None,
+    audio_bit_rate: int | None = None,
 ) -> None:
     """Encode RGB uint8 [T, H, W, 3] frames, and [samples] or [channels, samples] float audio
     in [-1, 1] at `sr`, into one file written atomically; the container follows the suffix.
@@ -210,7 +211,8 @@ def write_video(
     The defaults make GRID-like .mpg files (MPEG-1 video + MP2 audio). MPEG-1 needs an even
     width and height and a standard rate (23.976, 24, 25, 29.97, 30, 50, 59.94, 60); MP2 takes
     16, 22.05, 24, 32, 44.1 or 48 kHz. `bit_rate` defaults to one bit per pixel per frame
-    (at least 1 Mb/s), which keeps flat colours within a few levels after decoding.
+    (at least 1 Mb/s), which keeps flat colours within a few levels after decoding;
+    `audio_bit_rate` None leaves the audio encoder's default (384 kb/s for stereo MP2).
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -238,6 +240,8 @@ def write_video(
         if audio is not None:
             sound = container.add_stream(audio_codec, rate=sr)
             sound.layout = layout
+            if audio_bit_rate:
+                sound.bit_rate = audio_bit_rate
         done = 0
         for i, image in enumerate(frames):
             container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))

@@ -1,6 +1,8 @@
 """LiMuSE's dual-channel GRID mixtures: a per-item stage over `lists/mixtures.jsonl`.
 
-Each mixture: the target and interfering utterances (first `samples` at `sr`), spatialised by
+Each mixture: the target and interfering utterances (first `samples` at `sr`; zero-padded at
+the end when up to `length_tolerance_s` shorter, as real GRID's 2.978 s tracks are, the padding
+recorded in mixtures.jsonl as `target_pad_s`/`interferer_pad_s`), spatialised by
 an anechoic pyroomacoustics simulation (2 microphones `mic_spacing_m` apart, centred at the
 origin on the x axis, microphone 0 at +x; each source in the horizontal plane at its azimuth
 and distance), then the interferer's images scaled so that the target-to-interferer ratio at
@@ -192,7 +194,14 @@ def prepare_grid(
     from avtool.corpora.grid import build_index, build_lists
 
     out = Path(out)
-    index = build_index(root, out / "index", config, force=force, dry_run=dry_run)
+    index = build_index(
+        root,
+        out / "index",
+        config,
+        force=force,
+        dry_run=dry_run,
+        max_reject_rate=max_reject_rate,
+    )
     if dry_run:
         messages = [index["message"]]
         later = (
@@ -220,6 +229,9 @@ def prepare_grid(
         "state": result.state,
         "utterances": index.get("utterances", 0),
         "utterances_rejected": index.get("rejected", 0),
+        "utterances_padded": index.get("padded", 0),
+        "align_warnings": index.get("align_warnings", 0),
+        "speakers_missing": index.get("speakers_missing", 0),
         **{k: v for k, v in lists.items() if k != "state"},
         **{f"mix_{k}": v for k, v in result.counts.items()},
     }

@@ -1,16 +1,23 @@
-"""Synthetic GRID in the real layout: speaker folders of .mpg videos, 25 kHz wavs, .align files.
+"""Synthetic GRID in the real layout and format: speaker folders of .mpg videos, .align files.
 
 Each utterance is a GRID grammar sentence (command colour preposition letter digit adverb,
-e.g. "bin blue at f two now" -> `bbaf2n`) said by the speaker's espeak-ng voice, placed after a
-short lead-in silence in a 3 s clip, as in GRID. Layout written under `out`:
+e.g. "bin blue at f two now" -> `bbaf2n`, "bin blue in z zero now" -> `bbizzn`: the digit zero
+is `z`, as in GRID) said by the speaker's espeak-ng voice after a short lead-in silence.
+What the real files measure (../shared/data/real_samples/grid/FACTS.md) and these reproduce:
 
-- `sN/<code>.mpg`: 25 fps MPEG-1 video of a drawn face whose mouth opening follows the speech
-  envelope (so the visual cue carries information about the target), with the speech muxed in
-  as an MP2 track at 16 kHz (MP2 cannot encode GRID's 25 kHz). Frames are 180x144 by default,
-  half of GRID's 360x288, to keep the demo and the tests fast.
-- `audio_25k/sN/<code>.wav`: the same speech at 25 kHz, 16-bit (GRID's separate audio).
-- `alignments/sN/<code>.align`: `start end word` lines in 1/25,000 s, CRLF, `sil` for silence.
+- `sN/<code>.mpg`: MPEG-PS holding MPEG-1 video at 25 fps (FFmpeg's base_rate reads 50, as in
+  GRID, and the video bit rate is MPEG-1's variable-rate marker) and MP2 audio, stereo,
+  44.1 kHz, 224 kb/s, exactly 131,328 samples per channel (114 MP2 frames = 2.978 s). Clips have
+  75 frames, except about one in eight with 74 (utterance n of speaker sK when (K + n) % 8 == 1,
+  so s1's first one), as GRID has a few. No separate .wav: the audio is the video's track.
+  The drawn face's mouth opening follows the speech envelope, so the visual cue carries
+  information about the target. Frames are 360x288 (GRID's size) by default.
+- `alignments/sN/<code>.align`: `start end word` lines in 1/25,000 s, CRLF, `sil` for silence,
+  the last ending at 74500 as in GRID.
 - `synth_speakers.jsonl`: who each synthetic speaker is (voice, pitch, gender).
+
+Not reproduced: the real streams start at timestamp 0; FFmpeg's muxer starts the video at 0.54 s
+and the audio 11 ms earlier (its MP2 encoder delay), which no PyAV option here undoes.
 
 Speakers take GRID's numbering (s21 is skipped, as in GRID) and GRID's genders. GRID has 18
 male and 15 female speakers but `voices("female")` has 12 voices: female speakers beyond the
@@ -32,12 +39,14 @@ from avtool.core.errors import InputError
 from avtool.core.journal import Journal, write_jsonl
 from avtool.core.stage import Stage, describe_status
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 FPS = 25
 SECONDS = 3.0
-VIDEO_SR = 16000
-WAV_SR = 25000
+AUDIO_SR = 44100
+AUDIO_SAMPLES = 131328  # 114 MP2 frames of 1152 samples: every real GRID clip's length
+AUDIO_BIT_RATE = 224000
 ALIGN_RATE = 25000  # GRID's .align time unit: 1/25,000 s
+ALIGN_END = 74500  # where GRID's last `sil` ends
 
 COMMANDS = ("bin", "lay", "place", "set")
 COLOURS = ("blue", "green", "red", "white")
@@ -72,9 +81,16 @@ class SynthSpeaker:
 
 
 def sentence_code(words: list[str]) -> str:
-    """GRID's six-character code of a sentence: first letters, the letter itself, the digit."""
+    """GRID's six-character code of a sentence: first letters, the letter itself, the digit
+    (`z` for zero)."""
     command, colour, preposition, letter, digit, adverb = words
-    return f"{command[0]}{colour[0]}{preposition[0]}{letter}{DIGITS.index(digit)}{adverb[0]}"
+    number = "z" if digit == "zero" else str(DIGITS.index(digit))
+    return f"{command[0]}{colour[0]}{preposition[0]}{letter}{number}{adverb[0]}"
+
+
+def frame_count(speaker: str, number: int) -> int:
+    """75, or 74 for about one clip in eight (see the module docstring)."""
+    return 74 if (int(speaker[1:]) + number) % 8 == 1 else 75
 
 
 def speakers(count: int, seed: int = 0) -> list[SynthSpeaker]:
@@ -121,14 +137,14 @@ def _sentences(speaker: SynthSpeaker, count: int, seed: int) -> list[list[str]]:
 
 
 def _speak(speaker: SynthSpeaker, words: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Speech at VIDEO_SR that fits the clip, and each word's (start, end) sample."""
+    """Speech at AUDIO_SR that fits the clip, and each word's (start, end) sample."""
     from avtool.synth.speech import synthesize_words
 
-    room = round((SECONDS - _LEAD_SECONDS - _TAIL_SECONDS) * VIDEO_SR)
+    room = round((SECONDS - _LEAD_SECONDS - _TAIL_SECONDS) * AUDIO_SR)
     rate = speaker.rate
     while True:
         audio, starts = synthesize_words(
-            " ".join(words), speaker.voice, rate=rate, pitch=speaker.pitch, sr=VIDEO_SR
+            " ".join(words), speaker.voice, rate=rate, pitch=speaker.pitch, sr=AUDIO_SR
         )
         voiced = np.flatnonzero(np.abs(audio) > 0.01)
         end = int(voiced[-1]) + 1 if voiced.size else len(audio)
@@ -149,17 +165,17 @@ def _speak(speaker: SynthSpeaker, words: list[str]) -> tuple[np.ndarray, list[tu
     return audio, [(known[i], known[i + 1]) for i in range(len(words))]
 
 
-def align_text(words: list[str], spans: list[tuple[int, int]], offset: int, total: int) -> str:
+def align_text(words: list[str], spans: list[tuple[int, int]], offset: int) -> str:
     """GRID .align text: `start end word` in 1/25,000 s, silence as `sil`, CRLF line ends."""
 
     def unit(sample: int) -> int:
-        return round(sample * ALIGN_RATE / VIDEO_SR)
+        return round(sample * ALIGN_RATE / AUDIO_SR)
 
     lines = [(0, unit(offset + spans[0][0]), "sil")]
     lines += [
         (unit(offset + a), unit(offset + b), w) for w, (a, b) in zip(words, spans, strict=True)
     ]
-    lines.append((unit(offset + spans[-1][1]), unit(total), "sil"))
+    lines.append((unit(offset + spans[-1][1]), ALIGN_END, "sil"))
     return "".join(f"{a} {b} {w}\r\n" for a, b, w in lines)
 
 
@@ -180,18 +196,25 @@ def draw_face(
     eyes, so the drawing keeps those contrasts; `opening` in [0, 1] opens the mouth.
     """
     skin, hair, background, scale = look.look if isinstance(look, SynthSpeaker) else look
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.empty((height, width, 3), np.float32)
     image[:] = background
 
     def ellipse(cy: float, cx: float, ry: float, rx: float, colour: Any) -> None:
-        image[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = colour
+        # Only the ellipse's bounding box is tested: most features are small.
+        top, bottom = max(0, int(cy - ry)), min(height, int(cy + ry) + 2)
+        left, right = max(0, int(cx - rx)), min(width, int(cx + rx) + 2)
+        if top >= bottom or left >= right or ry <= 0 or rx <= 0:
+            return
+        yy = ((np.arange(top, bottom, dtype=np.float32) - cy) / ry) ** 2
+        xx = ((np.arange(left, right, dtype=np.float32) - cx) / rx) ** 2
+        image[top:bottom, left:right][yy[:, None] + xx[None, :] <= 1] = colour
 
     cy, cx = height * 0.52, width * 0.5 + sway
     fh, fw = height * (scale + 0.08), height * scale
     ellipse(cy - fh * 0.25, cx, fh * 0.85, fw * 1.05, hair)
     ellipse(cy, cx, fh, fw, skin)
-    image *= np.clip(1 - 0.25 * ((xx - cx) / fw) ** 2, 0.6, 1)[..., None]  # round the cheeks
+    columns = np.arange(width, dtype=np.float32)
+    image *= np.clip(1 - 0.25 * ((columns - cx) / fw) ** 2, 0.6, 1)[None, :, None]  # cheeks
     eye_y, eye_dx = cy - fh * 0.22, fw * 0.42
     for side in (-1, 1):
         ellipse(eye_y - fh * 0.17, cx + side * eye_dx, fh * 0.035, fw * 0.25, (50, 35, 25))
@@ -205,21 +228,17 @@ def draw_face(
 
 
 def _make_utterance(
-    out: Path, speaker: SynthSpeaker, words: list[str], size: tuple[int, int]
+    out: Path, speaker: SynthSpeaker, words: list[str], size: tuple[int, int], number: int
 ) -> dict[str, Any]:
-    import soundfile
-    import soxr
-
     from avtool.core.video import write_video
 
     code = sentence_code(words)
     speech, spans = _speak(speaker, words)
-    total = round(SECONDS * VIDEO_SR)
-    offset = round(_LEAD_SECONDS * VIDEO_SR)
-    audio = np.zeros(total, np.float32)
-    audio[offset : offset + len(speech)] = speech
-    frames = round(SECONDS * FPS)
-    openings = mouth_openings(audio, VIDEO_SR, frames)
+    offset = round(_LEAD_SECONDS * AUDIO_SR)
+    audio = np.zeros(AUDIO_SAMPLES, np.float32)
+    audio[offset : offset + len(speech)] = speech[: AUDIO_SAMPLES - offset]
+    frames = frame_count(speaker.speaker, number)
+    openings = mouth_openings(audio, AUDIO_SR, frames)
     width, height = size
     video = np.stack(
         [
@@ -228,15 +247,25 @@ def _make_utterance(
         ]
     )
     spk = speaker.speaker
-    write_video(out / spk / f"{code}.mpg", video, FPS, audio=audio, sr=VIDEO_SR)
-    wav = np.clip(soxr.resample(audio, VIDEO_SR, WAV_SR), -1, 1)[: round(SECONDS * WAV_SR)]
-    with atomic.atomic_path(out / "audio_25k" / spk / f"{code}.wav") as tmp:
-        soundfile.write(tmp, wav, WAV_SR, format="WAV", subtype="PCM_16")
-    atomic.write_bytes(
-        out / "alignments" / spk / f"{code}.align",
-        align_text(words, spans, offset, total).encode(),
+    # GRID's tracks are stereo with the same speech on both channels.
+    write_video(
+        out / spk / f"{code}.mpg",
+        video,
+        FPS,
+        audio=np.stack([audio, audio]),
+        sr=AUDIO_SR,
+        audio_bit_rate=AUDIO_BIT_RATE,
     )
-    return {"id": f"{spk}_{code}", "speaker": spk, "code": code, "text": " ".join(words)}
+    atomic.write_bytes(
+        out / "alignments" / spk / f"{code}.align", align_text(words, spans, offset).encode()
+    )
+    return {
+        "id": f"{spk}_{code}",
+        "speaker": spk,
+        "code": code,
+        "text": " ".join(words),
+        "frames": frames,
+    }
 
 
 def synth_grid(
@@ -244,7 +273,7 @@ def synth_grid(
     n_speakers: int,
     n_utterances: int,
     seed: int = 0,
-    size: tuple[int, int] = (180, 144),
+    size: tuple[int, int] = (360, 288),
     force: bool = False,
     dry_run: bool = False,
 ) -> dict[str, Any] | str | None:
@@ -272,10 +301,10 @@ def synth_grid(
         return None
     journal = Journal(out / "journal.jsonl")
     for speaker in cast:
-        for words in _sentences(speaker, n_utterances, seed):
+        for number, words in enumerate(_sentences(speaker, n_utterances, seed)):
             uid = f"{speaker.speaker}_{sentence_code(words)}"
             if uid not in journal:
-                journal.record([_make_utterance(out, speaker, words, size)])
+                journal.record([_make_utterance(out, speaker, words, size, number)])
     write_jsonl(
         out / "synth_speakers.jsonl",
         [
@@ -285,6 +314,6 @@ def synth_grid(
     )
     return stage.finish(
         counts={"speakers": n_speakers, "utterances": len(journal)},
-        outputs=[*(s.speaker for s in cast), "audio_25k", "alignments", "synth_speakers.jsonl"],
+        outputs=[*(s.speaker for s in cast), "alignments", "synth_speakers.jsonl"],
         engine=f"espeakng-loader {importlib.metadata.version('espeakng-loader')}",
     )
