@@ -32,6 +32,10 @@ class SpectralWorker(SingleThreadWorker):
         from avtool.core.audio import load_audio
 
         waveform, _ = load_audio(item["path"], sr=self.params.sr)
+        if self.params.peak_normalize:
+            peak = abs(waveform).max()  # a float32 scalar: the division stays float32
+            if peak > 0:
+                waveform = waveform / peak
         if self.kind == "mfcc":
             return self._extractor.mfcc(waveform)
         return self._extractor.logmel(waveform)

@@ -67,6 +67,8 @@ class SpectralParams:
     n_mfcc: int = 20
     dct_norm: str | None = "ortho"
     lifter: float = 0.0
+    # Scale each loaded waveform to a peak of 1 first (the SED paper's preprocessing).
+    peak_normalize: bool = False
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ConfigError:

@@ -199,12 +199,15 @@ def _mismatch(file: WeightFile, digest: str) -> str | None:
     return None
 
 
-def fetch(entry: ModelEntry, cache: Path | None = None, force: bool = False) -> Iterator[str]:
+def fetch(
+    entry: ModelEntry, cache: Path | None = None, force: bool = False, url: str | None = None
+) -> Iterator[str]:
     """Download `entry`'s missing files into its folder, yielding one line per file.
 
     A present file that passes its check (or has none to pass) is kept without a request unless
     `force`. A download that fails its check raises NetworkError and leaves nothing under the
-    file's name.
+    file's name. `url` replaces the publisher's address of a one-file model (a mirror); the
+    file is checked as from the publisher.
     """
     from avtool.core.http import HttpClient
 
@@ -212,6 +215,14 @@ def fetch(entry: ModelEntry, cache: Path | None = None, force: bool = False) -> 
     if entry.shipped:
         yield f"{entry.name}: shipped with the {entry.shipped} wheel; nothing to download"
         return
+    mirror = url
+    if mirror and len(entry.files) != 1:
+        from avtool.core.http import base_url_env
+
+        raise InputError(
+            f"--url: {entry.name} has {len(entry.files)} files; point "
+            f"{base_url_env(entry.files[0].service)} at a mirror instead"
+        )
     clients: dict[str, HttpClient] = {}
     try:
         for file in entry.files:
@@ -222,7 +233,7 @@ def fetch(entry: ModelEntry, cache: Path | None = None, force: bool = False) -> 
             client = clients.get(file.service)
             if client is None:
                 client = clients[file.service] = HttpClient(file.service, file.base_url)
-            url = client.url(file.path)
+            url = client.url(mirror or file.path)
             log.info("downloading %s", url)
             # The client's own sha256 check cannot take a prefix, so the check happens here,
             # on the temporary file, before the rename makes it visible under its name.

@@ -1,0 +1,178 @@
+"""VGG16 (Simonyan & Zisserman 2015) frame embeddings as a per-item stage: [frames, 4096].
+
+As in the SED paper: frames sampled from the video at 15.1 fps (the rate that gives the CRNN's
+151 time steps: **151 frames for 10 s**), ImageNet normalisation, and the 4096-d output of
+VGG16's last hidden layer (fc7, after its ReLU). Frames are resized to `image_size` squared
+(224, VGG16's training size; the whole picture is kept, not a centre crop, as the paper does
+not say). Where avtool departs: `image_size` below 224 is allowed for the demo (random weights
+on tiny synthetic videos); VGG16's adaptive pooling to 7 x 7 keeps the dense layers' shapes.
+
+Cost: ~15.5 GFLOP a frame at 224 x 224. The fast path decodes the stream once and converts
+(and rescales, in swscale) only the frames that the 15.1 fps grid picks; it runs a clip's
+frames through the network in batches, channels-last, under bf16 autocast where the CPU has
+AMX tiles (`precision: auto`); bench/vgg16.py measures it against a per-frame fp32 loop.
+The network is a plain torch module whose state-dict keys are torchvision's `vgg16`, so
+`vgg16-397923af.pth` (`avtool models fetch vgg16`) loads strictly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avtool.core.errors import ConfigError
+from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
+
+STAGE_VERSION = 1
+FPS = 15.1
+HIDDEN = 4096
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# torchvision's configuration "D": channels per conv, "M" a 2x2 max pool.
+_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+@dataclass(frozen=True)
+class VGG16Params:
+    weights: str = ""  # checkpoint file or folder; empty: the `avtool models fetch` cache
+    allow_random_weights: bool = False
+    fps: float = FPS
+    image_size: int = 224
+    precision: str = "auto"  # auto (bf16 on AMX CPUs) | fp32 | bf16
+    batch_size: int = 32  # frames per forward pass
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0:
+            raise ConfigError(f"fps={self.fps}: must be positive")
+        if not 32 <= self.image_size <= 1024:
+            raise ConfigError(f"image_size={self.image_size}: must lie in 32..1024 (224: VGG16's)")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: must be at least 1")
+
+
+def build_vgg16():
+    """VGG16 with torchvision's module names; `forward` returns fc7 (post-ReLU) [N, 4096]."""
+    import torch
+    from torch import nn
+
+    class VGG16(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = []
+            channels = 3
+            for width in _LAYERS:
+                if width == "M":
+                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                else:
+                    layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(True)]
+                    channels = width
+            self.features = nn.Sequential(*layers)
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            # classifier.6 (the 1000 ImageNet logits) is kept so the checkpoint loads strictly;
+            # the features stop before it.
+            self.classifier = nn.Sequential(
+                nn.Linear(512 * 7 * 7, HIDDEN),
+                nn.ReLU(True),
+                nn.Dropout(),
+                nn.Linear(HIDDEN, HIDDEN),
+                nn.ReLU(True),
+                nn.Dropout(),
+                nn.Linear(HIDDEN, 1000),
+            )
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            """[N, 3, H, W] normalised images -> [N, 4096] fc7 activations."""
+            x = self.avgpool(self.features(images)).flatten(1)
+            return self.classifier[:5](x)
+
+    return VGG16()
+
+
+def load_vgg16(params: VGG16Params):
+    """(model in eval mode, whether its weights are random, sha256 of its state dict).
+
+    Cached per process (the stage's pre-check, the store attributes and the worker share one
+    network), and never pickled with a worker.
+    """
+    return _load(params.weights, params.allow_random_weights)
+
+
+@functools.lru_cache(maxsize=1)
+def _load(weights: str, allow_random: bool):
+    from avtool.features.pretrained import load_weights
+
+    model, random, sha256 = load_weights(build_vgg16, weights, "vgg16", allow_random)
+    return model.eval(), random, sha256
+
+
+def sample_frames(path: str | Path, fps: float = FPS, image_size: int = 224) -> np.ndarray:
+    """[T, S, S, 3] uint8 RGB frames at `fps`, resized to S = `image_size` while converting;
+    frames the rate skips are decoded (inter-coded streams need them) but never converted."""
+    from avtool.core.video import read_frames
+
+    return read_frames(path, fps=fps, size=(image_size, image_size))
+
+
+def normalise(frames: np.ndarray) -> np.ndarray:
+    """[T, 3, S, S] float32: ImageNet mean/std normalisation of uint8 RGB [T, S, S, 3]."""
+    scaled = (frames.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+
+
+def embed(model, images: np.ndarray, precision: str = "fp32", batch_size: int = 32) -> np.ndarray:
+    """[T, 4096] float32 fc7 activations of [T, 3, S, S] images, in batches, channels-last."""
+    import torch
+
+    from avtool.features.pretrained import autocast
+
+    outputs = []
+    with torch.inference_mode(), autocast(precision):
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size])
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            outputs.append(model(batch).float())
+    return torch.cat(outputs).numpy()
+
+
+@dataclass
+class VGG16Worker(SingleThreadTorchWorker):
+    params: VGG16Params
+
+    def load(self) -> None:
+        import torch
+
+        from avtool.features.pretrained import resolve_precision
+
+        self._model, self._random, _ = load_vgg16(self.params)
+        self._model = self._model.to(memory_format=torch.channels_last)
+        self._precision = resolve_precision(self.params.precision)
+
+    def store_attrs(self) -> dict[str, Any]:
+        from avtool.core.store import store_attrs
+
+        _, random, sha256 = load_vgg16(self.params)
+        attrs = store_attrs("vgg16", dataclasses.asdict(self.params), sha256)
+        attrs["random_weights"] = random
+        return attrs
+
+    def __call__(self, item: dict[str, Any]) -> np.ndarray:
+        path = item.get("video") or item["path"]
+        frames = sample_frames(path, self.params.fps, self.params.image_size)
+        return embed(self._model, normalise(frames), self._precision, self.params.batch_size)
+
+
+def extract_vgg16(
+    manifest: Path, out: Path, params: VGG16Params, **options: Any
+) -> ItemStageResult:
+    """[frames, 4096] VGG16 fc7 activations of every manifest item's video into the store `out`.
+
+    Items are read from their `video` field (the DCASE manifest's mp4), else from `path`.
+    """
+    return run_manifest_stage(
+        "features.vgg16", STAGE_VERSION, manifest, out, params, VGG16Worker(params), **options
+    )
