@@ -26,3 +26,17 @@ def cli(capsys):
 def write_manifest(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory):
+    """A tiny random wav2vec2 saved as a local model folder (nothing is downloaded)."""
+    import torch
+    from transformers import Wav2Vec2Model
+
+    from avtool.features.wav2vec2 import tiny_random_config
+
+    folder = tmp_path_factory.mktemp("w2v") / "tiny"
+    torch.manual_seed(0)
+    Wav2Vec2Model(tiny_random_config()).save_pretrained(folder)
+    return folder

@@ -25,19 +25,6 @@ def speech(tmp_path_factory):
     return out / "manifest.jsonl"
 
 
-@pytest.fixture(scope="module")
-def wav2vec2_folder(tmp_path_factory):
-    import torch
-    from transformers import Wav2Vec2Model
-
-    from avtool.features.wav2vec2 import tiny_random_config
-
-    folder = tmp_path_factory.mktemp("w2v") / "tiny"
-    torch.manual_seed(0)
-    Wav2Vec2Model(tiny_random_config()).save_pretrained(folder)
-    return folder
-
-
 EXTRACTORS = {
     "logmel": ["--sr", "16000", "--n-fft", "512", "--hop", "160", "--n-mels", "40"],
     "mfcc": ["--sr", "16000", "--n-fft", "512", "--hop", "160"],
@@ -55,14 +42,14 @@ def stored(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 @pytest.mark.parametrize("extractor", sorted(EXTRACTORS))
-def test_jobs_two_equals_one(cli, speech, wav2vec2_folder, tmp_path, extractor, method):
-    options = [o.format(wav2vec2=wav2vec2_folder) for o in EXTRACTORS[extractor]]
+def test_jobs_two_equals_one(cli, speech, tiny_wav2vec2, tmp_path, extractor, method):
+    options = [o.format(wav2vec2=tiny_wav2vec2) for o in EXTRACTORS[extractor]]
     base = ["features", extractor, "--manifest", str(speech), *options]
+    command = [sys.executable, "-m", "avtool.cli.main", *base]
     code, _, err = cli(*base, "--out", tmp_path / "one")
     assert code == 0, err
     run = subprocess.run(
-        [sys.executable, "-m", "avtool.cli.main", *base, "--out", str(tmp_path / "two")]
-        + ["--jobs", "2"],
+        [*command, "--out", str(tmp_path / "two"), "--jobs", "2"],
         env={**os.environ, "AVTOOL_START_METHOD": method},
         capture_output=True,
         text=True,

@@ -100,24 +100,11 @@ def test_preprocess_trims_silence_and_normalises_peak():
         preprocess(np.zeros(16000, np.float32), 20.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-    from transformers import Wav2Vec2Model
-
-    from avtool.features.wav2vec2 import tiny_random_config
-
-    folder = tmp_path_factory.mktemp("w2v") / "tiny"
-    torch.manual_seed(0)
-    Wav2Vec2Model(tiny_random_config()).save_pretrained(folder)
-    return folder
-
-
-def test_wav2vec2_from_a_local_folder(cli, corpus, tiny_model, tmp_path):
+def test_wav2vec2_from_a_local_folder(cli, corpus, tiny_wav2vec2, tmp_path):
     manifest, _ = corpus
     code, out, err = cli(
         "features", "wav2vec2", "--manifest", manifest, "--out", tmp_path / "w2v",
-        "--model", tiny_model,
+        "--model", tiny_wav2vec2,
     )  # fmt: skip
     assert code == 0, err
     assert "done 60" in out
@@ -129,7 +116,7 @@ def test_wav2vec2_from_a_local_folder(cli, corpus, tiny_model, tmp_path):
         assert store.attrs["random_weights"] is False
     code, out, err = cli(
         "features", "wav2vec2", "--manifest", manifest, "--out", tmp_path / "seq",
-        "--model", tiny_model, "--sequence", "--set", "top_db=30",
+        "--model", tiny_wav2vec2, "--sequence", "--set", "top_db=30",
     )  # fmt: skip
     assert code == 0, err
     with FeatureStore(tmp_path / "seq") as store:
