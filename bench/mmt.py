@@ -17,6 +17,18 @@ EMA → teacher 1 labels → student 2 step), so the passes cannot be batched ac
 method, the mean over images of the standard deviation over seeds of pixel accuracy and of the
 segment count (the paper's claim: MMT's spread is the smaller). Example, paper's T and α:
 `python bench/mmt.py --stability --images 4 --seeds 5 --iterations 1000 --height 24 --width 32`.
+
+`--cost` times one full-size image (the real 481×321 sample 135069, else a synthetic one): CPU
+seconds per iteration of MMT and Kanezaki in fp32 and in bf16, side by side in one process,
+the fast path (`precision=auto` on this machine) against fp32, and the MMT/Kanezaki ratio over
+its FLOP floor. Process time, so other users of a shared machine do not count.
+
+`--real` runs every method (k-means' and Felzenszwalb's whole grids, Kanezaki, Kim µ=1 and 5,
+MMT) on the real BSDS500 samples at full size (or `--max-side`), `--seeds` seeds, and prints
+accuracy, mIoU, segment count and the per-image spread over seeds. Each run is a line of
+`--results` (resumed when rerun); MMT's output is also scored at a few iterations on the way.
+Full size at T=300 is hours per MMT run on one CPU core: start it with nohup, e.g.
+`nohup python bench/mmt.py --real --methods kmeans,mmt --seeds 1 --results r.jsonl > r.log &`.
 """
 
 from __future__ import annotations
@@ -25,6 +37,9 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+
+REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_samples" / "bsds500"
 
 
 def main() -> dict:
@@ -44,9 +59,22 @@ def main() -> dict:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--segments", type=int, default=10000, help="Kanezaki's SLIC count")
-    parser.add_argument("--methods", default="mmt,kanezaki", help="--stability: which to run")
+    parser.add_argument("--methods", default="mmt,kanezaki", help="--stability/--real: which")
+    parser.add_argument("--real", action="store_true", help="every method on the real samples")
+    parser.add_argument("--root", type=Path, default=REAL_ROOT, help="--real: BSDS500 folder")
+    parser.add_argument("--results", type=Path, help="--real: JSONL of runs, resumed if present")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or auto")
+    parser.add_argument("--ids", default="", help="--real: only these image ids (comma list)")
+    parser.add_argument("--cost", action="store_true", help="full-size cost per iteration")
+    parser.add_argument(
+        "--max-side", type=int, default=0, help="--real: segment a copy this size; 0 = full"
+    )
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["mmt"] else sys.argv[1:])
     torch.set_num_threads(1)
+    if args.real:
+        return real(args)
+    if args.cost:
+        return cost(args)
     rng = np.random.default_rng(0)
     images = [make_image(rng, args.height, args.width) for _ in range(args.images)]
     if args.stability:
@@ -83,6 +111,77 @@ def main() -> dict:
         "mmt_accuracy": round(float(np.mean(accuracy["mmt"])), 4),
         "kanezaki_accuracy": round(float(np.mean(accuracy["kanezaki"])), 4),
     }
+    print(json.dumps(result))
+    return result
+
+
+FLOP_FLOOR = 3.07 / 0.611  # MMT over Kanezaki (M=2), per pixel and iteration; see docstring
+
+
+def cost(args: argparse.Namespace) -> dict:
+    """CPU seconds per iteration at full size (481×321), fp32 beside bf16 and `auto`, one run.
+
+    `auto` is what `precision=auto` resolves to on this machine (bf16 only where it is native
+    and a probe finds it faster). Iterations per CPU-second use process time, so the other
+    users of a shared machine do not count; the ratios come from the same run.
+    """
+    import numpy as np
+
+    from avtool.corpora.bsds import read_image
+    from avtool.models import segmentation as seg
+    from avtool.synth.bsds import make_image
+
+    real_image = args.root / "images" / "train" / "135069.jpg"
+    if real_image.exists():
+        image, source = read_image(real_image), f"real {real_image.name}"
+    else:
+        image, source = make_image(np.random.default_rng(0), 321, 481)[0], "synthetic"
+    auto = "bf16" if seg.use_bf16("auto") else "fp32"
+    result: dict = {
+        "benchmark": "mmt_cost",
+        "image": source,
+        "size": list(image.shape[:2]),
+        "iterations_timed": args.iterations,
+        "cpu_capability": __import__("torch").backends.cpu.get_cpu_capability(),
+        "native_bf16": seg._native_bf16(),
+        "auto_resolves_to": auto,
+        "flop_floor_mmt_over_kanezaki": round(FLOP_FLOOR, 2),
+    }
+    per_iteration: dict[str, dict[str, float]] = {}
+    for precision in ("fp32", "bf16"):
+        per_iteration[precision] = {}
+        for method in ("mmt", "kanezaki"):
+            n_conv = 3 if method == "mmt" else 2
+
+            def run(iterations: int, method=method, n_conv=n_conv, precision=precision) -> None:
+                config = seg.NetConfig(iterations, n_conv=n_conv, precision=precision)
+                if method == "mmt":
+                    seg.segment_mmt(image, 0, config)
+                else:
+                    seg.segment_kanezaki(image, 0, config, stop_early=False)
+
+            start = time.process_time()
+            run(1)  # set-up, kernel choice and the final labelling pass, subtracted below
+            fixed = time.process_time() - start
+            start = time.process_time()
+            run(1 + args.iterations)
+            seconds = (time.process_time() - start - fixed) / args.iterations
+            per_iteration[precision][method] = seconds
+            print(f"  {precision} {method}: {seconds:.2f} CPU-s per iteration", flush=True)
+    for precision, costs in per_iteration.items():
+        ratio = costs["mmt"] / costs["kanezaki"]
+        result[precision] = {
+            "mmt_cpu_s_per_iteration": round(costs["mmt"], 2),
+            "kanezaki_cpu_s_per_iteration": round(costs["kanezaki"], 2),
+            "mmt_iterations_per_cpu_s": round(1 / costs["mmt"], 4),
+            "mmt_over_kanezaki": round(ratio, 2),
+            "ratio_over_floor": round(ratio / FLOP_FLOOR, 2),
+        }
+    fast = per_iteration[auto]
+    result["fast_path_speedup_over_fp32"] = round(per_iteration["fp32"]["mmt"] / fast["mmt"], 2)
+    result["bf16_speedup_over_fp32"] = round(
+        per_iteration["fp32"]["mmt"] / per_iteration["bf16"]["mmt"], 2
+    )
     print(json.dumps(result))
     return result
 
@@ -130,6 +229,172 @@ def stability(images: list, args: argparse.Namespace) -> dict:
         }
     print(json.dumps(result))
     return result
+
+
+REAL_METHODS = ("kmeans", "felzenszwalb", "kanezaki", "kim", "mmt")
+
+
+def _real_runs(args: argparse.Namespace) -> list[tuple[str, dict, int]]:
+    """(method, variant, seed) in the order run: cheap baselines first, MMT last."""
+    grids = {
+        "kmeans": [{"k": k} for k in (2, 5, 8, 11, 14, 17, 20)],
+        "felzenszwalb": [{"scale": s} for s in (100.0, 500.0, 1000.0, 1500.0, 2000.0)],
+        "kim": [{"mu": 1.0}, {"mu": 5.0}],
+    }
+    methods = [m for m in REAL_METHODS if m in args.methods.split(",")]
+    runs = []
+    for method in methods:
+        seeds = [0] if method == "felzenszwalb" else list(range(args.seeds))
+        for variant in grids.get(method, [{}]):
+            runs += [(method, variant, seed) for seed in seeds]
+    return runs
+
+
+def _run_real(method: str, variant: dict, seed: int, image, args, progress, observe) -> tuple:
+    from avtool.models import segmentation as seg
+
+    if method == "kmeans":
+        return seg.segment_kmeans(image, variant["k"], seed), 0
+    if method == "felzenszwalb":
+        return seg.segment_felzenszwalb(image, variant["scale"]), 0
+    n_conv = 3 if method == "mmt" else 2
+    config = seg.NetConfig(args.iterations, n_conv=n_conv, precision=args.precision)
+    if method == "mmt":
+        return seg.segment_mmt(
+            image, seed, config, alpha=args.ema, progress=progress, observe=observe
+        )
+    if method == "kanezaki":
+        return seg.segment_kanezaki(image, seed, config, segments=args.segments, progress=progress)
+    return seg.segment_kim(image, seed, config, mu=variant["mu"], progress=progress)
+
+
+def _checkpoints(record: dict, truths: list, args: argparse.Namespace):
+    """Scores MMT's output at a few iterations on the way (a T-curve from one run)."""
+    from avtool.metrics.segmentation import score_against_annotators, segment_count
+    from avtool.recipes.mmt.segment import _upsample
+
+    marks = {m for m in (25, 50, 100, 150, 200, 300, 500, 700) if m < args.iterations}
+
+    def observe(iteration: int, labels) -> None:
+        if iteration in marks:
+            out = _upsample(labels(), *truths[0].shape)
+            accuracy, miou = score_against_annotators(out, truths)
+            line = {**record, "checkpoint": iteration, "accuracy": round(accuracy, 4)}
+            line.update(miou=round(miou, 4), segments=segment_count(out), ema=args.ema)
+            print(json.dumps(line), flush=True)
+
+    return observe
+
+
+def _same_run(record: dict, args: argparse.Namespace) -> bool:
+    return (
+        record.get("iterations_asked") == args.iterations
+        and record.get("max_side", 0) == args.max_side
+        and record.get("ema") in (None, args.ema)
+    )
+
+
+def real(args: argparse.Namespace) -> dict:
+    """Every method at full size on the real BSDS500 samples; one JSONL line per run."""
+
+    from avtool.corpora.bsds import read_ground_truth, read_image
+    from avtool.metrics.segmentation import score_against_annotators, segment_count
+    from avtool.models.segmentation import Throttle
+    from avtool.recipes.mmt.segment import _resize, _upsample
+
+    images = sorted((args.root / "images" / "train").glob("*.jpg"))
+    if args.ids:
+        images = [p for p in images if p.stem in args.ids.split(",")]
+    if not images:
+        sys.exit(f"{args.root}: no images/train/*.jpg; pass --root to the BSDS500 samples")
+    done: list[dict] = []
+    if args.results and args.results.exists():
+        done = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+    key = lambda r: (r["id"], r["method"], json.dumps(r["variant"]), r["seed"])  # noqa: E731
+    seen = {key(r) for r in done if _same_run(r, args)}
+    for path in images:
+        image = read_image(path)
+        small = _resize(image, args.max_side)
+        truths = read_ground_truth(args.root / "groundTruth" / "train" / f"{path.stem}.mat")
+        for method, variant, seed in _real_runs(args):
+            record = {"id": path.stem, "method": method, "variant": variant, "seed": seed}
+            if key(record) in seen:
+                continue
+            tag = f"{path.stem} {method} {variant or ''} seed {seed}"
+            progress = Throttle(
+                lambda i, loss, n, tag=tag: print(
+                    f"  {tag}: iteration {i}/{args.iterations} loss {loss:.3f} segments {n}",
+                    flush=True,
+                ),
+                every=30.0,
+            )
+            start_cpu, start = time.process_time(), time.perf_counter()
+            observe = _checkpoints(record, truths, args) if method == "mmt" else None
+            labels, steps = _run_real(method, variant, seed, small, args, progress, observe)
+            labels = _upsample(labels, *image.shape[:2])
+            accuracy, miou = score_against_annotators(labels, truths)
+            record.update(
+                iterations_asked=args.iterations,
+                max_side=args.max_side,
+                iterations=int(steps),
+                precision=args.precision,
+                ema=args.ema if method == "mmt" else None,
+                accuracy=round(accuracy, 4),
+                miou=round(miou, 4),
+                segments=segment_count(labels),
+                cpu_s=round(time.process_time() - start_cpu, 1),
+                wall_s=round(time.perf_counter() - start, 1),
+            )
+            print(json.dumps(record), flush=True)
+            done.append(record)
+            if args.results:
+                with args.results.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+    rows = real_table([r for r in done if _same_run(r, args)])
+    print(
+        f"\n{len(images)} real BSDS500 train images, T={args.iterations}, "
+        f"precision {args.precision}, --max-side {args.max_side or 'full'}; "
+        "accuracy/mIoU averaged over each image's annotators\n"
+    )
+    print("| Method | Images | Seeds | Accuracy | ± seeds (per image) | mIoU | Segments |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['label']} | {row['images']} | {row['seeds']} | {row['accuracy']:.4f} "
+            f"| {row['accuracy_seed_std']:.4f} | {row['miou']:.4f} | {row['segments']:.1f} |"
+        )
+    result = {"benchmark": "mmt_real", "iterations": args.iterations, "rows": rows}
+    print(json.dumps(result))
+    return result
+
+
+def real_table(records: list[dict]) -> list[dict]:
+    """One row per (method, variant): means over images and seeds, seed spread per image."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["method"], json.dumps(r["variant"])), []).append(r)
+    rows = []
+    for (method, variant), group in groups.items():
+        by_image: dict[str, list[dict]] = {}
+        for r in group:
+            by_image.setdefault(r["id"], []).append(r)
+        settings = ", ".join(f"{k}={v:g}" for k, v in json.loads(variant).items())
+        rows.append(
+            {
+                "label": method + (f" ({settings})" if settings else ""),
+                "images": len(by_image),
+                "seeds": max(len(v) for v in by_image.values()),
+                "accuracy": float(np.mean([r["accuracy"] for r in group])),
+                "accuracy_seed_std": float(
+                    np.mean([np.std([r["accuracy"] for r in v]) for v in by_image.values()])
+                ),
+                "miou": float(np.mean([r["miou"] for r in group])),
+                "segments": float(np.mean([r["segments"] for r in group])),
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

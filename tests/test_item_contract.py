@@ -154,3 +154,27 @@ def test_a_refused_training_command_leaves_nothing(cli, tmp_path):
     )
     assert code == 2 and "no item of" in err
     assert not out.exists()
+
+
+def test_a_compressing_worker_stores_the_same_values_smaller(tmp_path):
+    from dataclasses import dataclass
+
+    from items_helpers import HashWorker
+
+    @dataclass
+    class Labels(HashWorker):
+        store_compression = "gzip"
+
+        def __call__(self, item):
+            return np.repeat(np.arange(4, dtype=np.uint8), 4096).reshape(64, 256)
+
+    @dataclass
+    class Plain(Labels):
+        store_compression = None
+
+    run_item_stage(spec(tmp_path / "gz", make_items(8), worker=Labels))
+    run_item_stage(spec(tmp_path / "plain", make_items(8), worker=Plain))
+    gz, plain = stored(tmp_path / "gz"), stored(tmp_path / "plain")
+    assert all(np.array_equal(gz[k], plain[k]) for k in plain)
+    size = {d: sum(p.stat().st_size for p in (tmp_path / d).glob("*.h5")) for d in ("gz", "plain")}
+    assert size["gz"] * 4 < size["plain"]

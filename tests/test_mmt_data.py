@@ -1,13 +1,14 @@
 """BSDS layout: synthetic corpus, .mat round trip in the real nesting, prepare and its rejects."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 
 from avtool.core.errors import InputError, ItemError, StageFailed
-from avtool.corpora.bsds import PrepareConfig, prepare_bsds, read_ground_truth
+from avtool.corpora.bsds import PrepareConfig, prepare_bsds, read_ground_truth, read_image
 from avtool.synth.bsds import synth_bsds, write_mat
 
 
@@ -73,3 +74,46 @@ def test_mat_of_wrong_shape_or_fields_is_an_item_error(tmp_path):
 def test_prepare_without_images_folder_is_input_error(tmp_path):
     with pytest.raises(InputError, match="no images/ folder"):
         prepare_bsds(tmp_path, tmp_path / "out", PrepareConfig())
+
+
+REAL_BSDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_samples" / "bsds500"
+
+
+def test_synthetic_mat_follows_the_real_structure_in_both_orientations(tmp_path):
+    truth = synth_bsds(tmp_path, count=3, height=12, width=20, seed=5)
+    shapes = {info["shape"][0] > info["shape"][1] for info in truth.values()}
+    assert shapes == {False, True}  # landscape and portrait
+    for image_id, info in truth.items():
+        path = tmp_path / "groundTruth" / "test" / f"{image_id}.mat"
+        annotators = info["annotators"]
+        assert scipy.io.whosmat(path) == [("groundTruth", (1, annotators), "cell")]
+        cell = scipy.io.loadmat(path)["groundTruth"]
+        for k in range(annotators):
+            struct = cell[0, k]
+            assert struct.shape == (1, 1)
+            assert struct.dtype.names == ("Segmentation", "Boundaries")
+            segmentation = struct["Segmentation"][0, 0]
+            boundaries = struct["Boundaries"][0, 0]
+            assert segmentation.dtype == np.uint16 and boundaries.dtype == np.uint8
+            assert segmentation.shape == boundaries.shape == tuple(info["shape"])
+            assert np.unique(segmentation).tolist() == list(range(1, segmentation.max() + 1))
+            assert set(np.unique(boundaries).tolist()) <= {0, 1}
+        image = read_image(tmp_path / "images" / "test" / f"{image_id}.jpg")
+        assert image.shape[:2] == tuple(info["shape"])
+
+
+@pytest.mark.skipif(not REAL_BSDS.is_dir(), reason=f"real BSDS500 samples absent: {REAL_BSDS}")
+def test_prepare_reads_the_real_samples_with_default_options(tmp_path):
+    result = prepare_bsds(REAL_BSDS, tmp_path / "prep", PrepareConfig())
+    assert result == {"state": "done", "images": 3, "with_gt": 3, "rejected": 0}
+    rows = {
+        e["id"]: e
+        for e in map(json.loads, (tmp_path / "prep" / "manifest.jsonl").read_text().splitlines())
+    }
+    assert {i: (e["height"], e["width"], e["annotators"]) for i, e in rows.items()} == {
+        "135069": (321, 481, 5),
+        "169012": (321, 481, 9),
+        "254054": (481, 321, 4),  # portrait
+    }
+    maps = read_ground_truth(tmp_path / "prep" / rows["169012"]["gt"], (321, 481))
+    assert [int(m.max()) for m in maps] == [14, 12, 33, 14, 14, 24, 21, 16, 19]

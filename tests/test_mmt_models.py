@@ -59,7 +59,7 @@ def test_every_method_separates_an_easy_image():
     }
     accuracy = {name: match_scores(out, labels)[0] for name, out in results.items()}
     chance = np.bincount(labels.ravel()).max() / labels.size
-    assert all(out.shape == labels.shape and out.dtype == np.int32 for out in results.values())
+    assert all(out.shape == labels.shape for out in results.values())
     assert accuracy["kmeans"] > 0.95, accuracy
     assert all(value > chance + 0.1 for value in accuracy.values()), (accuracy, chance)
 
@@ -71,3 +71,53 @@ def test_mmt_is_deterministic_per_seed_and_differs_across_seeds():
     first = seg.segment_mmt(image, 5, config)[0]
     assert np.array_equal(first, seg.segment_mmt(image, 5, config)[0])
     assert not np.array_equal(first, seg.segment_mmt(image, 6, config)[0])
+
+
+def test_precision_resolution_and_bf16_path(monkeypatch):
+    assert seg.use_bf16("fp32") is False and seg.use_bf16("bf16") is True
+    with pytest.raises(ValueError, match="expected fp32, bf16 or auto"):
+        seg.use_bf16("fp16")
+    # auto never times anything where bf16 is not native: it stays fp32.
+    monkeypatch.setattr(seg, "_BF16_FAST", None)
+    monkeypatch.setattr(seg, "_native_bf16", lambda: False)
+    monkeypatch.setattr(seg, "_probe_speedup", lambda: pytest.fail("probed without native bf16"))
+    assert seg.use_bf16("auto") is False
+    monkeypatch.setattr(seg, "_BF16_FAST", None)
+    monkeypatch.setattr(seg, "_native_bf16", lambda: True)
+    monkeypatch.setattr(seg, "_probe_speedup", lambda: 1.2)  # native, but not fast enough
+    assert seg.use_bf16("auto") is False
+    torch.set_num_threads(1)
+    image, _, _ = make_image(np.random.default_rng(2), 12, 16)
+    config = seg.NetConfig(iterations=2, channels=8, precision="bf16")
+    labels, steps = seg.segment_mmt(image, 0, config)
+    assert labels.shape == (12, 16) and steps == 2 and labels.max() < 8
+
+
+def test_progress_reports_iteration_loss_and_segments():
+    torch.set_num_threads(1)
+    image, _, _ = make_image(np.random.default_rng(3), 12, 16)
+    lines = []
+    progress = seg.Throttle(lambda *line: lines.append(line), every=0.0)
+    seg.segment_mmt(image, 0, seg.NetConfig(iterations=3, channels=8), progress=progress)
+    assert [line[0] for line in lines] == [1, 2, 3]
+    assert all(loss > 0 and 1 <= segments <= 8 for _, loss, segments in lines)
+    seen = []
+    seg.segment_mmt(
+        image,
+        0,
+        seg.NetConfig(iterations=2, channels=8),
+        observe=lambda i, labels: seen.append((i, labels().shape)),
+    )
+    assert seen == [(1, (12, 16)), (2, (12, 16))]
+
+
+def test_figure_colours_follow_the_matched_ground_truth():
+    from avtool.recipes.mmt import matched_colours
+
+    truth = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    renamed = np.array([[7, 7, 0, 0], [5, 5, 0, 0]])  # the same segments, other ids
+    extra = np.array([[7, 7, 0, 0], [5, 9, 0, 0]])  # one segment no human drew
+    truth_picture, (same, other) = matched_colours(truth, [renamed, extra])
+    assert np.array_equal(same, truth_picture)
+    assert np.array_equal(other[0], truth_picture[0]) and np.array_equal(other[1, 0], same[1, 0])
+    assert not any(np.array_equal(other[1, 1], colour) for colour in truth_picture.reshape(-1, 3))

@@ -242,7 +242,10 @@ def _run_items(
             len(owned),
             len(todo),
         )
-    writer = StoreWriter(spec.out_dir, shard.tag, attrs)
+    # A worker whose items compress well (label maps) asks for it with `store_compression`.
+    writer = StoreWriter(
+        spec.out_dir, shard.tag, attrs, compression=getattr(spec.worker, "store_compression", None)
+    )
     label = spec.name if shard.is_whole else f"{spec.name} [{shard}]"
     items_started = time.monotonic()
     for item in track(todo, len(todo), label, enabled=spec.show_progress):

@@ -51,8 +51,25 @@ def _read_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
     return result
 
 
-def _write_items(path: Path, items: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    """Write `items` (arrays or h5py datasets, sorted by id) to a new HDF5 file, atomically."""
+COMPRESSION = {
+    None: {},
+    "gzip": {"compression": "gzip", "compression_opts": 4, "shuffle": True},
+    "lzf": {"compression": "lzf"},
+}
+
+
+def _write_items(
+    path: Path,
+    items: Mapping[str, Any],
+    attrs: Mapping[str, Any],
+    compression: str | None = None,
+) -> None:
+    """Write `items` (arrays or h5py datasets, sorted by id) to a new HDF5 file, atomically.
+
+    `compression` (gzip, lzf) is lossless and transparent to readers; scalars are stored
+    plain, as HDF5 cannot chunk them.
+    """
+    options = COMPRESSION[compression]
     # track_order/track_times off: identical items give identical bytes.
     with (
         atomic.atomic_path(path) as tmp,
@@ -61,7 +78,10 @@ def _write_items(path: Path, items: Mapping[str, Any], attrs: Mapping[str, Any])
         for key, value in sorted(attrs.items()):
             handle.attrs[key] = _attr_value(value)
         for item_id in sorted(items):
-            handle.create_dataset(item_id, data=items[item_id][()], track_times=False)
+            value = items[item_id][()]
+            handle.create_dataset(
+                item_id, data=value, track_times=False, **(options if np.ndim(value) else {})
+            )
 
 
 def store_attrs(extractor: str, params: Mapping[str, Any], weights_sha256: str = "") -> dict:
@@ -90,11 +110,15 @@ class StoreWriter:
         commit_items: int = 64,
         commit_bytes: int = 64 << 20,
         commit_seconds: float = 10.0,
+        compression: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.tag = tag
         self.attrs = dict(attrs)
+        if compression not in COMPRESSION:
+            raise InputError(f"compression {compression!r}: expected gzip, lzf or none")
+        self.compression = compression
         self.commit_items = commit_items
         self.commit_bytes = commit_bytes
         # Slow items (a face track, a training per image) would otherwise sit uncommitted for
@@ -131,7 +155,7 @@ class StoreWriter:
         if not self._pending:
             return []
         path = self.directory / f"part-{self.tag}-{self._next_seq:05d}.h5"
-        _write_items(path, self._pending, self.attrs)
+        _write_items(path, self._pending, self.attrs, self.compression)
         self._next_seq += 1
         committed = sorted(self._pending)
         self._pending, self._pending_bytes = {}, 0
@@ -153,7 +177,7 @@ class StoreWriter:
                 for item_id in handle
                 if keep is None or item_id in keep
             }
-            _write_items(final, {i: where[i][i] for i in where}, self.attrs)
+            _write_items(final, {i: where[i][i] for i in where}, self.attrs, self.compression)
         finally:
             for handle in handles:
                 handle.close()

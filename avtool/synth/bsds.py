@@ -5,7 +5,9 @@ Each image is a Voronoi partition of 3-5 regions; every region has its own colou
 noise. Each "annotator" draws the same partition from seeds jittered by a pixel or two, so the
 human maps agree inside the regions and differ slightly at the boundaries, as BSDS annotators do.
 Ground truth is written the way the BSDS .mat files are: a 1×K cell `groundTruth` of structs with
-`Segmentation` (uint16 labels from 1) and `Boundaries` (logical) fields.
+`Segmentation` (uint16 labels 1..max, consecutive) and `Boundaries` (uint8 0/1) fields. As in
+BSDS500 (137 landscape and 63 portrait train images), every third image is portrait: its
+`height` and `width` are swapped, and the label maps follow the image's numpy shape (H, W).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from avtool.core import atomic
 
 SPLITS = ("train", "val", "test")
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: portrait images, consecutive annotator labels
 # Far apart in RGB so that every method can in principle separate the regions.
 _PALETTE = np.array(
     [
@@ -73,13 +75,19 @@ def make_image(
     return np.clip(image, 0, 255).astype(np.uint8), labels, points
 
 
+def consecutive(segmentation: np.ndarray) -> np.ndarray:
+    """Labels renamed to 1..n in order of value, as every BSDS annotator map is (no gaps)."""
+    _, inverse = np.unique(segmentation, return_inverse=True)
+    return inverse.reshape(segmentation.shape) + 1
+
+
 def ground_truth_cell(segmentations: list[np.ndarray]) -> np.ndarray:
     """A 1×K object array of 1×1 structs, which `savemat` writes as BSDS's cell of structs."""
     cell = np.empty((1, len(segmentations)), dtype=object)
     for k, segmentation in enumerate(segmentations):
         struct = np.empty((1, 1), dtype=[("Segmentation", object), ("Boundaries", object)])
-        struct[0, 0]["Segmentation"] = segmentation.astype(np.uint16)
-        struct[0, 0]["Boundaries"] = boundaries(segmentation)
+        struct[0, 0]["Segmentation"] = consecutive(segmentation).astype(np.uint16)
+        struct[0, 0]["Boundaries"] = boundaries(segmentation).astype(np.uint8)
         cell[0, k] = struct
     return cell
 
@@ -89,6 +97,17 @@ def write_mat(path: Path, segmentations: list[np.ndarray]) -> None:
 
     with atomic.atomic_path(path) as tmp, tmp.open("wb") as handle:
         scipy.io.savemat(handle, {"groundTruth": ground_truth_cell(segmentations)})
+
+
+def parse_splits(text: str) -> tuple[str, ...]:
+    """`--splits val,test` → ("val", "test"); InputError naming an unknown split."""
+    from avtool.core.errors import InputError
+
+    splits = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [s for s in splits if s not in SPLITS]
+    if not splits or unknown:
+        raise InputError(f"--splits {text!r}: expected a comma list of {', '.join(SPLITS)}")
+    return splits
 
 
 def _stage(out: Path, count: int, height: int, width: int, seed: int, splits: tuple[str, ...]):
@@ -117,6 +136,8 @@ def synth_bsds(
 ) -> dict[str, Any]:
     """Write `count` images (spread round-robin over `splits`) with 3-5 annotators each.
 
+    `height` × `width` is the landscape size; every third image is portrait (width × height).
+
     A stage: rerun with the same options, it does nothing, so the stamp that `prepare bsds`
     fingerprints stays the same. Returns each image's true region and annotator counts.
     """
@@ -131,10 +152,11 @@ def synth_bsds(
     for index in range(count):
         split = splits[index % len(splits)]
         image_id = f"{100000 + index}"
-        image, labels, points = make_image(rng, height, width)
+        rows, cols = (width, height) if index % 3 == 2 else (height, width)
+        image, labels, points = make_image(rng, rows, cols)
         annotators = int(rng.integers(3, 6))
         segmentations = [
-            _voronoi(points + rng.normal(0, 1.0, points.shape), height, width) + 1
+            _voronoi(points + rng.normal(0, 1.0, points.shape), rows, cols) + 1
             for _ in range(annotators)
         ]
         image_path = out / "images" / split / f"{image_id}.jpg"
@@ -146,6 +168,7 @@ def synth_bsds(
             "split": split,
             "regions": int(labels.max() + 1),
             "annotators": annotators,
+            "shape": [rows, cols],
         }
     atomic.write_text(out / "synth.json", json.dumps({"seed": seed, "images": truth}, indent=2))
     stage.finish(counts={"images": count}, outputs=["images", "groundTruth", "synth.json"])
