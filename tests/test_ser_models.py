@@ -62,3 +62,14 @@ def test_focal_loss_down_weights_easy_examples():
     hard = focal_loss(torch.tensor([[0.0, 0.5]]), torch.tensor([0]))
     ce_easy = torch.nn.functional.cross_entropy(torch.tensor([[6.0, 0.0]]), torch.tensor([0]))
     assert float(easy) < 1e-3 * float(ce_easy) < float(hard)
+
+
+def test_mlp_baseline_size_and_input_width():
+    # 160*256+256 + 256*128+128 + 128*8+8 = 41,216 + 32,896 + 1,032
+    assert parameter_count(build_model("mlp")) == {
+        "trainable": 75_144,
+        "non_trainable": 0,
+        "total": 75_144,
+    }
+    wide = build_model("mlp", features=768).eval()
+    assert wide(torch.randn(3, 768)).shape == (3, 8)

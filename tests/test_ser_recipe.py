@@ -1,4 +1,4 @@
-"""SER end to end through the CLI on a 4-actor synthetic RAVDESS: splits, models, report."""
+"""SER end to end through the CLI on a 4-actor synthetic RAVDESS: protocols, models, report."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from avtool.core.errors import InputError
 from avtool.corpora.ravdess import EMOTIONS
-from avtool.recipes.ser import SerConfig, split_items
+from avtool.recipes.ser import SerConfig, protocol_folds
 
 
 @pytest.fixture(scope="module")
@@ -39,88 +40,140 @@ def _items(n_actors: int = 4) -> tuple[list[dict], np.ndarray]:
     return items, np.array([EMOTIONS.index(i["emotion"]) for i in items])
 
 
-def test_random_split_is_the_reports_stratified_80_20():
+def test_random_protocol_is_a_stratified_seeded_80_20_or_k_fold():
     items, y = _items(5)
-    split = split_items(items, y, SerConfig(split="random", seed=1))
-    test = split["test"]
+    (fold,) = protocol_folds(items, y, SerConfig(split="random", split_seed=1))
+    test = fold["test"]
     assert len(test) == round(0.2 * len(items))
     # Stratified: every emotion keeps its share in the test set (neutral has half as many).
     assert np.bincount(y[test], minlength=8).tolist() == [2, 4, 4, 4, 4, 4, 4, 4]
-    assert (
-        split_items(items, y, SerConfig(split="random", seed=1))["test"].tolist() == test.tolist()
-    )
-    everything = np.concatenate([split["train"], split["val"], test])
-    assert sorted(everything.tolist()) == list(range(len(items)))
+    again = protocol_folds(items, y, SerConfig(split="random", split_seed=1, seed=7))
+    assert again[0]["test"].tolist() == test.tolist()  # the init seed does not move the split
+    other = protocol_folds(items, y, SerConfig(split="random", split_seed=2))
+    assert other[0]["test"].tolist() != test.tolist()
+    assert sorted([*fold["train"], *test]) == list(range(len(items)))
+    folds = protocol_folds(items, y, SerConfig(split="random", folds=5))
+    assert len(folds) == 5
+    assert sorted(i for f in folds for i in f["test"]) == list(range(len(items)))
 
 
-def test_actor_split_holds_out_whole_actors_of_both_genders():
+def test_actor_protocol_leaves_two_actors_out_per_fold():
     items, y = _items(10)
-    split = split_items(items, y, SerConfig(split="actors", seed=0))
-    held = split["test_actors"]
-    assert len(held) == 2 and {a % 2 for a in held} == {0, 1}
-    test_actors = {items[i]["actor"] for i in split["test"]}
-    train_actors = {items[i]["actor"] for i in np.concatenate([split["train"], split["val"]])}
-    assert test_actors == set(held) and not test_actors & train_actors
-    chosen = split_items(items, y, SerConfig(split="actors", test_actors=[3]))
-    assert chosen["test_actors"] == [3] and len(chosen["test"]) == 30
+    folds = protocol_folds(items, y, SerConfig(split="actors"))
+    assert [f["test_actors"] for f in folds] == [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]
+    for fold in folds:
+        test_actors = {items[i]["actor"] for i in fold["test"]}
+        train_actors = {items[i]["actor"] for i in fold["train"]}
+        assert test_actors == set(fold["test_actors"]) and not test_actors & train_actors
+        assert {a % 2 for a in test_actors} == {0, 1}  # one male, one female
+        assert len(fold["train"]) + len(fold["test"]) == len(items)
+    chosen = protocol_folds(items, y, SerConfig(split="actors", folds=2, split_seed=3))
+    assert len(chosen) == 2 and all(f["test_actors"] in [g["test_actors"] for g in folds]
+                                    for f in chosen)  # fmt: skip
+    (single,) = protocol_folds(items, y, SerConfig(split="actors", test_actors=[3]))
+    assert single["test_actors"] == [3] and len(single["test"]) == 30
+    with pytest.raises(InputError, match="only 5 folds"):
+        protocol_folds(items, y, SerConfig(split="actors", folds=6))
+    with pytest.raises(InputError, match="not in the data"):
+        protocol_folds(items, y, SerConfig(split="actors", test_actors=[11]))
 
 
 def test_train_evaluate_report_end_to_end(cli, workspace):
     manifest = workspace / "prep" / "manifest.jsonl"
     runs = {
-        "cnn_lstm": ("--features", workspace / "mfcc", "--epochs", "12"),
-        "cnn": ("--features", workspace / "mfcc", "--epochs", "12", "--set", "standardize=actor"),
-        "w2v_rf": ("--features", workspace / "w2v", "--set", "rf_trees=30"),
+        "actors/cnn": ("cnn", "actors", workspace / "mfcc", "--epochs", "12"),
+        "random/cnn": ("cnn", "random", workspace / "mfcc", "--epochs", "3"),
+        "actors/svc": ("svc", "actors", workspace / "mfcc"),
+        "random/w2v_rf": ("w2v_rf", "random", workspace / "w2v", "--set", "w2v_rf_trees=30"),
     }
-    for model, extra in runs.items():
+    for name, (model, split, features, *extra) in runs.items():
         code, out, err = cli(
-            "train", "ser", "--manifest", manifest, "--out", workspace / "runs" / model,
-            "--model", model, "--split", "actors", *extra,
+            "train", "ser", "--features", features, "--manifest", manifest,
+            "--out", workspace / "runs" / name, "--model", model, "--split", split,
+            "--set", "standardize=actor", *extra,
         )  # fmt: skip
         assert code == 0, err
-        code, out, err = cli("evaluate", "ser", "--run", workspace / "runs" / model)
+        code, out, err = cli("evaluate", "ser", "--run", workspace / "runs" / name)
         assert code == 0, err
-        assert f"model {model}, split actors" in out
+        assert f"model {model}, split {split}" in out
 
-    results = json.loads((workspace / "runs/cnn_lstm/evaluation/results.json").read_text())
-    assert results["protocol"] == {"split": "actors", "test_actors": [3]}
-    assert results["test_items"] == 60  # one of four actors
-    assert set(results["per_class_f1"]) == set(EMOTIONS)
-    assert np.asarray(results["confusion"]).sum() == 60
-    assert results["parameters"]["total"] == 379_112
-    assert "macro avg" in results["classification_report_text"]
-    assert (workspace / "runs/cnn_lstm/evaluation/confusion.png").stat().st_size > 5000
-    summary = json.loads((workspace / "runs/cnn_lstm/summary.json").read_text())
-    assert summary["epochs_run"] <= 12 and summary["counts"]["test"] == 60
-    # Speaker-normalised CNN on an unseen actor: clearly above chance (12.5%) after 12 epochs.
-    cnn = json.loads((workspace / "runs/cnn/evaluation/results.json").read_text())
-    assert cnn["accuracy"] > 0.25
+    results = json.loads((workspace / "runs/actors/cnn/evaluation/results.json").read_text())
+    # Four actors: two folds of two actors, every file tested once.
+    assert results["protocol"] == {"split": "actors", "folds": 2, "test_actors": [[1, 2], [3, 4]]}
+    assert [f["test_actors"] for f in results["folds"]] == [[1, 2], [3, 4]]
+    assert [f["test_items"] for f in results["folds"]] == [120, 120]
+    accuracies = [f["accuracy"] for f in results["folds"]]
+    assert results["accuracy"] == pytest.approx(np.mean(accuracies))
+    assert results["accuracy_std"] == pytest.approx(np.std(accuracies))
+    assert np.asarray(results["confusion"]).sum() == 240 and set(results["recall"]) == set(EMOTIONS)
+    assert results["parameters"]["total"] == 166_984
+    # Speaker-normalised CNN on unseen actors: clearly above chance (12.5%) after 12 epochs.
+    assert results["accuracy"] > 0.25
+    record = json.loads((workspace / "runs/actors/cnn/fold-00/fold.json").read_text())
+    assert not set(record["train_ids"]) & set(record["test_ids"])
+    assert (workspace / "runs/actors/cnn/fold-01/seed-0.pt").exists()
 
     code, out, err = cli(
         "report", "ser", "--out", workspace / "report",
-        *[arg for model in runs for arg in ("--run", workspace / "runs" / model)],
+        *[arg for name in runs for arg in ("--run", workspace / "runs" / name)],
     )  # fmt: skip
     assert code == 0, err
     table = (workspace / "report" / "table.md").read_text()
-    assert "| CNN + LSTM | actors 3 held out | 379,112 |" in table
-    assert "| wav2vec2 + RF |" in table and "63.89%" in table
-    assert (workspace / "report" / "figures" / "cnn-confusion.png").exists()
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    rows = {" | ".join(line.split(" | ")[:2]): line for line in lines}
+    # The report's 46.18% (CNN) and 48.61% (wav2vec2 + RF) only beside random 80/20 runs.
+    assert "46.18%" in rows["| CNN | random 80/20"]
+    assert "48.61%" in rows["| wav2vec2 + RF | random 80/20"]
+    assert "n/a (other protocol)" in rows["| CNN | actors, 2 folds of 2"]
+    assert table.count("46.18%") == 1
+    assert "| SVC (baseline) | actors, 2 folds of 2 | 2 (" in table
+    assert f"{100 * results['accuracy']:.2f}% ± {100 * results['accuracy_std']:.2f}" in table
+    # One figure per run, none overwritten: random/cnn and actors/cnn both keep theirs.
+    figures = sorted(p.name for p in (workspace / "report" / "figures").iterdir())
+    assert figures == [
+        "actors-cnn-confusion.png", "actors-svc-confusion.png",
+        "random-cnn-confusion.png", "random-w2v_rf-confusion.png",
+    ]  # fmt: skip
     assert "<table" in (workspace / "report" / "table.html").read_text()
 
     # Everything is stamped: a rerun does nothing; a changed config is refused.
-    code, out, _ = cli("evaluate", "ser", "--run", workspace / "runs" / "cnn")
+    code, out, _ = cli("evaluate", "ser", "--run", workspace / "runs" / "actors" / "cnn")
     assert code == 0 and "up to date" in out
     code, _, err = cli(
         "train", "ser", "--features", workspace / "mfcc", "--manifest", manifest,
-        "--out", workspace / "runs" / "cnn", "--model", "lstm",
+        "--out", workspace / "runs" / "actors" / "cnn", "--model", "lstm",
     )  # fmt: skip
     assert code == 2 and "--force" in err
 
 
-def test_networks_refuse_features_that_are_not_160_d(cli, workspace):
+def test_models_refuse_features_they_were_not_made_for(cli, workspace):
+    manifest = workspace / "prep" / "manifest.jsonl"
     code, _, err = cli(
-        "train", "ser", "--features", workspace / "w2v", "--manifest",
-        workspace / "prep" / "manifest.jsonl", "--out", workspace / "runs" / "bad",
-        "--model", "cnn",
+        "train", "ser", "--features", workspace / "w2v", "--manifest", manifest,
+        "--out", workspace / "runs" / "bad", "--model", "cnn",
     )  # fmt: skip
     assert code == 2 and "160-d" in err
+    code, _, err = cli(
+        "train", "ser", "--features", workspace / "mfcc", "--manifest", manifest,
+        "--out", workspace / "runs" / "bad-rf", "--model", "w2v_rf",
+    )  # fmt: skip
+    assert code == 2 and "extractor 'ser-mfcc'" in err and "--model rf" in err
+
+
+def test_train_help_shows_every_default(cli):
+    import re
+
+    from avtool.recipes.ser.config import RECIPE
+
+    code, out, _ = cli("train", "ser", "--help")
+    assert code == 0
+    text = re.sub(r"[\s│]+", " ", out)
+    defaults = SerConfig()
+    for option, value in [
+        ("--model", defaults.model), ("--split", defaults.split), ("--folds", defaults.folds),
+        ("--loss", defaults.loss), ("--seeds", defaults.seeds), ("--seed", defaults.seed),
+        ("--split-seed", defaults.split_seed), ("--device", defaults.device),
+    ]:  # fmt: skip
+        assert re.search(rf"{option} .*?\(default: {value}\)", text), option
+    budgets = ", ".join(f"{m} {RECIPE[m]['epochs']}" for m in ("lstm", "cnn", "cnn_lstm", "mlp"))
+    assert f"(default: the model's: {budgets})" in text

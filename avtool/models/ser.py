@@ -1,4 +1,5 @@
-"""The report's three SER networks (Keras originals, rebuilt in torch) and its focal loss.
+"""The report's three SER networks (Keras originals, rebuilt in torch), its focal loss, and
+the fully connected baseline `SerMLP` (not in the report).
 
 Every network reads the 160-d feature vector as a length-160 sequence of one channel, as the
 report's Keras models do (`input_shape (160, 1)`). Layer sizes, kernels and pooling follow the
@@ -24,7 +25,7 @@ import itertools
 import torch
 from torch import nn
 
-MODELS = ("lstm", "cnn", "cnn_lstm")
+MODELS = ("lstm", "cnn", "cnn_lstm", "mlp")
 FEATURES = 160
 
 _BN_EPS = 1e-3  # Keras' default
@@ -115,8 +116,35 @@ class SerCNNLSTM(nn.Module):
         return self.head(hidden[-1])
 
 
-def build_model(name: str, n_classes: int = 8, dropout: float = 0.3) -> nn.Module:
-    """One of `MODELS` by name."""
+class SerMLP(nn.Module):
+    """Baseline, not in the report: input dropout -> Dense 256 -> Dense 128 -> classes.
+
+    The 160-d vector is a bag of time-averaged statistics, not a sequence, and a small, strongly
+    regularised fully connected net is what a practitioner tries first on it.
+    160*256+256 + 256*128+128 + 128*8+8 = 41,216 + 32,896 + 1,032 = 75,144 parameters.
+    """
+
+    def __init__(
+        self,
+        n_classes: int = 8,
+        dropout: float = 0.5,
+        features: int = FEATURES,
+        input_dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.head = _dense_head([features, 256, 128], n_classes, dropout)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.input_dropout(features))
+
+
+def build_model(
+    name: str, n_classes: int = 8, dropout: float = 0.3, features: int = FEATURES
+) -> nn.Module:
+    """One of `MODELS` by name; `features` sizes the MLP's input (the others take 160)."""
+    if name == "mlp":
+        return SerMLP(n_classes, dropout, features)
     classes = {"lstm": SerLSTM, "cnn": SerCNN, "cnn_lstm": SerCNNLSTM}
     if name not in classes:
         raise ValueError(f"model {name!r}: expected one of {', '.join(MODELS)}")
