@@ -51,13 +51,16 @@ def fetch(
     name: str = typer.Argument(..., help="Registered model name (see `avtool models list`)."),
     cache: Path = CacheOption,
     force: bool = typer.Option(False, "--force", help="Download again files already cached."),
+    url: str = typer.Option(
+        None, "--url", help="Fetch a one-file model from this address (a mirror); still checked."
+    ),
 ) -> None:
     """Download and check a model's files; the last line is the folder `--model` accepts."""
     from avtool.models.registry import fetch as fetch_files
     from avtool.models.registry import lookup, model_folder
 
     entry = lookup(name)
-    for line in fetch_files(entry, cache, force=force):
+    for line in fetch_files(entry, cache, force=force, url=url):
         typer.echo(line)
     typer.echo(str(model_folder(entry, cache)))
 
@@ -78,3 +81,30 @@ def path(
             f"{entry.name}: not in {folder}; run `avtool models fetch {entry.name}` first"
         )
     typer.echo(str(folder))
+
+
+@app.command("summary")
+def summary(
+    name: str = typer.Argument(..., help="limuse or tasnet."),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Model option: groups, voiceprint_dim, face_dim (limuse); channels."
+    ),
+) -> None:
+    """Print a network's parameter count (`params: <int>`) for the authors' or a given config."""
+    from avtool.core.config import resolve
+    from avtool.core.errors import InputError
+    from avtool.models.limuse import LiMuSE, LimuseModelConfig, parameter_count
+    from avtool.models.tasnet import TasNet, TasNetConfig
+
+    builders = {"limuse": (LimuseModelConfig, LiMuSE), "tasnet": (TasNetConfig, TasNet)}
+    if name not in builders:
+        raise InputError(f"{name}: no such model; expected one of {', '.join(builders)}")
+    config_class, build = builders[name]
+    config = resolve(config_class, None, sets)
+    typer.echo(f"params: {parameter_count(build(config))}")
+    given = {expression.split("=", 1)[0] for expression in sets}
+    if name == "limuse" and not given & {"voiceprint_dim", "face_dim"}:
+        # avtool's cues: resemblyzer's 256-d voiceprint, the 45-d per-frame mouth shape.
+        ours = resolve(config_class, None, [*sets, "voiceprint_dim=256", "face_dim=45"])
+        count = parameter_count(build(ours))
+        typer.echo(f"params with avtool's cues (voiceprint 256, mouth 45): {count}")

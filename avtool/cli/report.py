@@ -39,7 +39,8 @@ def ser(
     force: bool = common.ForceOption,
     dry_run: bool = common.DryRunOption,
 ) -> None:
-    """The SER report's comparison table (table.md, table.html) with confusion figures."""
+    """The SER comparison table (table.md, table.html), folds' mean ± std per run, the report's
+    accuracy only beside runs of its protocol, and one confusion figure per run."""
     from avtool.recipes.ser import report_ser
 
     result = report_ser(run, out, force=force, dry_run=dry_run)
@@ -48,3 +49,69 @@ def ser(
     else:
         typer.echo(result["table"])
         typer.echo(f"{out}: table.md, table.html ({result['state']})")
+
+
+@app.command("atl")
+def atl(
+    lyrics: Path = typer.Option(..., "--lyrics", help="Evaluated `train lyrics` run."),
+    genre: list[Path] = typer.Option(
+        [], "--genre", help="Evaluated `train genre` run, repeatable."
+    ),
+    classified: list[Path] = typer.Option(
+        [], "--classified", help="Output of `evaluate genre-generated`, repeatable."
+    ),
+    out: Path = common.OutOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """ATL on one page: generator loss, BLEU, genre accuracy on real and generated lyrics."""
+    from avtool.recipes.atl.report import report_atl
+
+    result = report_atl(lyrics, genre, classified, out, force=force, dry_run=dry_run)
+    if result["state"] == "dry-run":
+        typer.echo(result["message"])
+    else:
+        typer.echo(f"{result['report']} ({result['state']})")
+
+
+@app.command("sed")
+def sed(
+    run: list[Path] = typer.Option(
+        ..., "--run", help="Evaluated `train sed` run, or a folder of them; repeatable."
+    ),
+    out: Path = common.OutOption,
+    clip: list[str] = typer.Option(
+        [], "--clip", help="Test clip id for an event timeline, repeatable [3 busiest]."
+    ),
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Table 3 of the SED paper for every run found, per-class F1 bars, event timelines."""
+    from avtool.recipes.sed import report_sed
+
+    result = report_sed(run, out, clips=clip, force=force, dry_run=dry_run)
+    if result["state"] == "dry-run":
+        typer.echo(result["message"])
+    else:
+        typer.echo(result["table"])
+        typer.echo(f"{out}: table.md, figures ({result['state']})")
+
+
+@app.command("limuse")
+def limuse(
+    run: list[Path] = typer.Option(
+        ..., "--run", help="Evaluated run, or a folder searched for them; repeatable."
+    ),
+    out: Path = common.OutOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """LiMuSE's Table 2 (table.md) for every evaluated run found, with an SI-SDRi histogram."""
+    from avtool.recipes.limuse import report_limuse
+
+    result = report_limuse(run, out, force=force, dry_run=dry_run)
+    if result["state"] == "dry-run":
+        typer.echo(result["message"])
+    else:
+        typer.echo(result["table"])
+        typer.echo(f"{out}: table.md, si_sdri.png ({result['state']})")

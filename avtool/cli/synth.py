@@ -96,13 +96,13 @@ def grid(
     out: Path = common.OutOption,
     speakers: int = typer.Option(4, "--speakers", min=1, max=33, help="Speakers s1, s2, ..."),
     utterances: int = typer.Option(4, "--utterances", min=1, help="Utterances per speaker."),
-    width: int = typer.Option(180, "--width", help="Frame width (GRID: 360)."),
-    height: int = typer.Option(144, "--height", help="Frame height (GRID: 288)."),
+    width: int = typer.Option(360, "--width", help="Frame width (GRID's 360)."),
+    height: int = typer.Option(288, "--height", help="Frame height (GRID's 288)."),
     seed: int = common.SeedOption,
     force: bool = common.ForceOption,
     dry_run: bool = common.DryRunOption,
 ) -> None:
-    """GRID layout: .mpg videos of a talking drawn face, 25 kHz wavs, CRLF .align files."""
+    """GRID's layout and format: .mpg (MPEG-1, 44.1 kHz MP2) of a talking face, .align files."""
     from avtool.synth.grid import synth_grid
 
     stamp = synth_grid(

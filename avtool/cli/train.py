@@ -24,6 +24,9 @@ def mmt(
     max_side: int = typer.Option(
         None, "--max-side", help="Segment a copy downscaled to this side; 0 = full size [0]."
     ),
+    precision: str = typer.Option(
+        None, "--precision", help="CNN methods: fp32, bf16 or auto (bf16 where fast) [fp32]."
+    ),
     device: str = common.DeviceOption,
     config: Path = common.ConfigOption,
     sets: list[str] = common.SetOption,
@@ -43,6 +46,7 @@ def mmt(
         "seed": seed,
         "iterations": iterations,
         "max_side": max_side,
+        "precision": precision,
     }
     common.run_manifest_command(
         SegmentConfig,
@@ -87,35 +91,196 @@ def demo(
 
 @app.command("ser")
 def ser(
-    features: Path = typer.Option(..., "--features", help="ser-mfcc or wav2vec2 feature store."),
+    features: Path = typer.Option(
+        ..., "--features", help="ser-mfcc, wav2vec2 or imported feature store."
+    ),
     manifest: Path = common.ManifestOption,
     out: Path = common.OutOption,
-    model: str = typer.Option(None, "--model", help="lstm, cnn, cnn_lstm or w2v_rf [cnn_lstm]."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help="lstm, cnn, cnn_lstm (the report's networks), mlp, svc, rf, logreg (baselines) "
+        "or w2v_rf (wav2vec2 stores only) (default: cnn_lstm).",
+    ),
     split: str = typer.Option(
-        None, "--split", help="random (the report's 80/20) or actors (speaker-independent)."
+        None,
+        "--split",
+        help="random (stratified, seeded; the report's 80/20) or actors (speaker-independent, "
+        "actors held out per fold) (default: random).",
     ),
-    loss: str = typer.Option(None, "--loss", help="focal or ce [focal]."),
+    folds: int = typer.Option(
+        None,
+        "--folds",
+        help="random: 1 = one 80/20 split, K = stratified K-fold; actors: K folds of "
+        "actors_per_fold (2) actors, 0 = every fold (default: 0).",
+    ),
+    loss: str = typer.Option(
+        None,
+        "--loss",
+        help="ce (label smoothing, class weights) or focal (the report's) (default: ce).",
+    ),
     epochs: int = typer.Option(
-        None, "--epochs", help="Most epochs; early stopping ends sooner [100]."
+        None,
+        "--epochs",
+        help="Fixed epoch budget, no early stopping (default: the model's: lstm 30, cnn 60, "
+        "cnn_lstm 40, mlp 200).",
     ),
-    seed: int = typer.Option(None, "--seed", help="Split, initialisation and forest seed [0]."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, auto [cpu]."),
+    seeds: int = typer.Option(
+        None, "--seeds", help="Networks per fold, seeds --seed.., softmax averaged (default: 1)."
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="First initialisation seed (and the forests') (default: 0)."
+    ),
+    split_seed: int = typer.Option(
+        None, "--split-seed", help="Seed of the random split / fold choice (default: 0)."
+    ),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cpu)."),
     config: Path = common.ConfigOption,
     sets: list[str] = common.SetOption,
     force: bool = common.ForceOption,
     dry_run: bool = common.DryRunOption,
 ) -> None:
-    """Train one of the SER report's models on RAVDESS features."""
+    """Train one SER model (or baseline) on every fold of a protocol, from RAVDESS features."""
     from avtool.core.config import resolve
     from avtool.recipes.ser import SerConfig, train_ser
 
     flags = {
         "model": model,
         "split": split,
+        "folds": folds,
         "loss": loss,
+        "epochs": epochs,
+        "seeds": seeds,
         "seed": seed,
-        "train": {"epochs": epochs, "seed": seed, "device": device},
+        "split_seed": split_seed,
+        "device": device,
     }
     params = resolve(SerConfig, config, sets, flags=flags)
     result = train_ser(features, manifest, out, params, force=force, dry_run=dry_run)
+    common.report_result(out, result)
+
+
+@app.command("lyrics")
+def lyrics(
+    text: Path = typer.Option(..., "--text", help="Output of `avtool features lyrics-text`."),
+    features: Path = typer.Option(..., "--features", help="`features lyrics-audio` store."),
+    out: Path = common.OutOption,
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs [60, the report's]."),
+    seed: int = typer.Option(None, "--seed", help="Initialisation and data order seed [0]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Train the ATL lyric generator (audio clip + words so far -> next word)."""
+    from avtool.core.config import resolve
+    from avtool.recipes.atl.generator import LyricsTrainConfig, train_lyrics
+
+    flags = {"train": {"epochs": epochs, "seed": seed, "device": device}}
+    params = resolve(LyricsTrainConfig, config, sets, flags=flags)
+    result = train_lyrics(text, features, out, params, force=force, dry_run=dry_run)
+    common.report_result(out, result)
+
+
+@app.command("genre")
+def genre(
+    csv: Path = typer.Option(..., "--csv", help="Lyrics CSV (e.g. MetroLyrics)."),
+    lyrics_column: str = typer.Option("lyrics", "--lyrics-column", help="Column of lyrics."),
+    genre_column: str = typer.Option("genre", "--genre-column", help="Column of genres."),
+    out: Path = common.OutOption,
+    model: str = typer.Option(None, "--model", help="lstm (the report's) or tfidf [lstm]."),
+    genres: list[str] = typer.Option(
+        None, "--genre", help="A class, repeatable [Country, Hip-Hop]."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="LSTM epochs [3]."),
+    seed: int = typer.Option(None, "--seed", help="Split and initialisation seed [0]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Train the ATL lyric genre classifier on any CSV of lyrics and genres."""
+    from avtool.core.config import resolve
+    from avtool.recipes.atl.genre import GenreConfig, train_genre
+
+    flags = {
+        "model": model,
+        "genres": genres or None,
+        "seed": seed,
+        "train": {"epochs": epochs, "seed": seed, "device": device},
+    }
+    params = resolve(GenreConfig, config, sets, flags=flags)
+    result = train_genre(
+        csv, lyrics_column, genre_column, out, params, force=force, dry_run=dry_run
+    )
+    common.report_result(out, result)
+
+
+@app.command("sed")
+def sed(
+    manifest: Path = common.ManifestOption,
+    out: Path = common.OutOption,
+    inputs: str = typer.Option(
+        None, "--inputs", help="Comma-separated streams: spectral, vggish, vgg16 [spectral]."
+    ),
+    logmel: Path = typer.Option(None, "--logmel", help="Log-mel store (the spectral stream)."),
+    vggish: Path = typer.Option(None, "--vggish", help="VGGish store."),
+    vgg16: Path = typer.Option(None, "--vgg16", help="VGG16 store."),
+    seeds: int = typer.Option(None, "--seeds", help="Models trained, seeds --seed.. [1]."),
+    seed: int = typer.Option(None, "--seed", help="First seed [0]."),
+    steps: int = typer.Option(None, "--steps", help="Optimiser steps a model [50000]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, auto [cpu]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Mean-teacher CRNN on one input setting of the SED paper's Table 3, for N seeds."""
+    from avtool.core.config import resolve
+    from avtool.recipes.sed import SedTrainConfig, train_sed
+
+    flags = {
+        "inputs": inputs.split(",") if inputs else None,
+        "seeds": seeds,
+        "first_seed": seed,
+        "steps": steps,
+        "train": {"device": device},
+    }
+    params = resolve(SedTrainConfig, config, sets, flags=flags)
+    stores = {"spectral": logmel, "vggish": vggish, "vgg16": vgg16}
+    result = train_sed(manifest, out, params, stores, force=force, dry_run=dry_run)
+    common.report_result(out, result)
+
+
+@app.command("limuse")
+def limuse(
+    data: Path = typer.Option(..., "--data", help="Output of `avtool prepare grid`."),
+    out: Path = common.OutOption,
+    voiceprint: Path = typer.Option(None, "--voiceprint", help="Store of `features voiceprint`."),
+    face: Path = typer.Option(None, "--face", help="Store of `features face`."),
+    arch: str = typer.Option(None, "--arch", help="limuse or tasnet [limuse]."),
+    groups: int = typer.Option(None, "--groups", help="K; 1 = without GC [32]."),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Most epochs; early stopping ends sooner [50]."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Initialisation and data order seed [0]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
+    config: Path = common.ConfigOption,
+    sets: list[str] = common.SetOption,
+    force: bool = common.ForceOption,
+    dry_run: bool = common.DryRunOption,
+) -> None:
+    """Train LiMuSE (or a TasNet baseline) on GRID mixtures with their cues (torchrun too)."""
+    from avtool.core.config import resolve
+    from avtool.recipes.limuse import LimuseConfig, train_limuse
+
+    flags = {
+        "arch": arch,
+        "model": {"groups": groups},
+        "train": {"epochs": epochs, "seed": seed, "device": device},
+    }
+    params = resolve(LimuseConfig, config, sets, flags=flags)
+    result = train_limuse(data, out, params, voiceprint, face, force=force, dry_run=dry_run)
     common.report_result(out, result)
