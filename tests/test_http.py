@@ -257,6 +257,8 @@ def test_redacting_filter_masks_third_party_debug_logs(server, make_client, monk
     monkeypatch.setenv("GENIUS_ACCESS_TOKEN", TOKEN)
     server.route("/lyrics", Reply(200))
     caplog.handler.addFilter(RedactingFilter())
+    # yt-dlp raises the urllib3 logger to ERROR once any YoutubeDL exists in the process.
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     with caplog.at_level(logging.DEBUG):
         make_client().get("/lyrics", params={"access_token": TOKEN, "key": "k-9876"})
         try:

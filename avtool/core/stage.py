@@ -30,6 +30,7 @@ from avtool.core.shard import WHOLE, Shard
 
 STAMP = "stage.json"
 STARTED_SUFFIX = ".started.json"
+CONTENT_PREFIX = "content:"
 _HASHED_FILE_LIMIT = 64 << 20
 _VERSIONED_PACKAGES = ("numpy", "scipy", "torch", "h5py", "librosa", "soundfile", "soxr")
 
@@ -104,6 +105,7 @@ class Stage:
     inputs: list[Path] = field(default_factory=list)
     shard: Shard = WHOLE
     # Inputs that are not files (e.g. a per-item stage's item list): name -> fingerprint.
+    # They are stamped as `content:NAME`; `avtool status` can check only the file inputs.
     content: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,7 +118,8 @@ class Stage:
 
     # --- reading the state -------------------------------------------------------------
     def input_fingerprints(self) -> dict[str, str]:
-        return {**{str(p): fingerprint(p) for p in self.inputs}, **self.content}
+        content = {f"{CONTENT_PREFIX}{name}": value for name, value in self.content.items()}
+        return {**{str(p): fingerprint(p) for p in self.inputs}, **content}
 
     def _read(self, name: str) -> dict[str, Any] | None:
         path = self.out_dir / name
@@ -359,6 +362,8 @@ def describe_directory(directory: Path) -> StageStatus:
     if whole is not None:
         for stamp in [whole]:
             for path, value in stamp.get("inputs", {}).items():
+                if path.startswith(CONTENT_PREFIX):
+                    continue
                 try:
                     now = fingerprint(path)
                 except InputError:
