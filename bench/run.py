@@ -1,4 +1,8 @@
-"""Run every benchmark (or those named) and print one JSON line each."""
+"""Run every benchmark (or one named, with its own options) and print one JSON line each.
+
+`python bench/run.py` runs them all with their defaults; `python bench/run.py vgg16 --seconds 2`
+runs one and hands it the options after its name.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +26,15 @@ BENCHMARKS = [
 
 
 def main() -> None:
-    names = [a for a in sys.argv[1:] if not a.startswith("-")] or BENCHMARKS
-    for name in names:
-        sys.argv = [sys.argv[0], name]
+    if len(sys.argv) > 1:
+        name, options = sys.argv[1], sys.argv[2:]
+        if name not in BENCHMARKS:
+            sys.exit(f"bench/run.py: no benchmark {name!r}; benchmarks are {', '.join(BENCHMARKS)}")
+        sys.argv = [f"{name}.py", *options]
+        importlib.import_module(name).main()
+        return
+    for name in BENCHMARKS:
+        sys.argv = [f"{name}.py"]
         importlib.import_module(name).main()
 
 
