@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from avtool.core.errors import ConfigError, InputError
+from avtool.core.items import SingleThreadTorchWorker
 
 if TYPE_CHECKING:
     from torch import nn
@@ -111,3 +114,44 @@ def autocast(precision: str, device: str = "cpu") -> Any:
     if precision == "bf16":
         return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def embed_in_batches(model, inputs: np.ndarray, precision: str, batch_size: int) -> np.ndarray:
+    """float32 outputs of `model` over `inputs` [N, C, ...], in batches, channels-last."""
+    import torch
+
+    outputs = []
+    with torch.inference_mode(), autocast(precision):
+        for start in range(0, len(inputs), batch_size):
+            batch = torch.from_numpy(inputs[start : start + batch_size])
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            outputs.append(model(batch).float())
+    return torch.cat(outputs).numpy()
+
+
+class PretrainedWorker(SingleThreadTorchWorker):
+    """Item worker around a published network: `load_network(params)` gives (model, random,
+    sha256); the store records the extractor, its parameters, the weights' hash and whether
+    they were random."""
+
+    extractor: str = ""
+
+    def load_network(self) -> tuple[Any, bool, str]:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        import torch
+
+        model, self._random, _ = self.load_network()
+        self._model = model.to(memory_format=torch.channels_last)
+        self._precision = resolve_precision(self.params.precision)
+
+    def store_attrs(self) -> dict[str, Any]:
+        import dataclasses
+
+        from avtool.core.store import store_attrs
+
+        _, random, sha256 = self.load_network()
+        attrs = store_attrs(self.extractor, dataclasses.asdict(self.params), sha256)
+        attrs["random_weights"] = random
+        return attrs

@@ -17,7 +17,6 @@ The network is a plain torch module whose state-dict keys are torchvision's `vgg
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from avtool.core.errors import ConfigError
-from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
+from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.features.pretrained import PretrainedWorker
 
 STAGE_VERSION = 1
 FPS = 15.1
@@ -126,39 +126,18 @@ def normalise(frames: np.ndarray) -> np.ndarray:
 
 def embed(model, images: np.ndarray, precision: str = "fp32", batch_size: int = 32) -> np.ndarray:
     """[T, 4096] float32 fc7 activations of [T, 3, S, S] images, in batches, channels-last."""
-    import torch
+    from avtool.features.pretrained import embed_in_batches
 
-    from avtool.features.pretrained import autocast
-
-    outputs = []
-    with torch.inference_mode(), autocast(precision):
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size])
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(model(batch).float())
-    return torch.cat(outputs).numpy()
+    return embed_in_batches(model, images, precision, batch_size)
 
 
 @dataclass
-class VGG16Worker(SingleThreadTorchWorker):
+class VGG16Worker(PretrainedWorker):
     params: VGG16Params
+    extractor = "vgg16"
 
-    def load(self) -> None:
-        import torch
-
-        from avtool.features.pretrained import resolve_precision
-
-        self._model, self._random, _ = load_vgg16(self.params)
-        self._model = self._model.to(memory_format=torch.channels_last)
-        self._precision = resolve_precision(self.params.precision)
-
-    def store_attrs(self) -> dict[str, Any]:
-        from avtool.core.store import store_attrs
-
-        _, random, sha256 = load_vgg16(self.params)
-        attrs = store_attrs("vgg16", dataclasses.asdict(self.params), sha256)
-        attrs["random_weights"] = random
-        return attrs
+    def load_network(self) -> tuple[Any, bool, str]:
+        return load_vgg16(self.params)
 
     def __call__(self, item: dict[str, Any]) -> np.ndarray:
         path = item.get("video") or item["path"]

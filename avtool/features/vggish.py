@@ -19,7 +19,6 @@ through it as one batch, channels-last, under bf16 autocast where the CPU has AM
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from avtool.core.errors import ConfigError
-from avtool.core.items import ItemStageResult, SingleThreadTorchWorker, run_manifest_stage
+from avtool.core.items import ItemStageResult, run_manifest_stage
+from avtool.features.pretrained import PretrainedWorker
 
 STAGE_VERSION = 1
 SR = 16000
@@ -165,39 +165,18 @@ def _load(weights: str, allow_random: bool):
 
 def embed(model, patches: np.ndarray, precision: str = "fp32", batch_size: int = 256):
     """[N, 128] float32 embeddings of [N, 96, 64] patches, in batches, channels-last."""
-    import torch
+    from avtool.features.pretrained import embed_in_batches
 
-    from avtool.features.pretrained import autocast
-
-    outputs = []
-    with torch.inference_mode(), autocast(precision):
-        for start in range(0, len(patches), batch_size):
-            batch = torch.from_numpy(patches[start : start + batch_size])[:, None]
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(model(batch).float())
-    return torch.cat(outputs).numpy()
+    return embed_in_batches(model, patches[:, None], precision, batch_size)
 
 
 @dataclass
-class VGGishWorker(SingleThreadTorchWorker):
+class VGGishWorker(PretrainedWorker):
     params: VGGishParams
+    extractor = "vggish"
 
-    def load(self) -> None:
-        import torch
-
-        from avtool.features.pretrained import resolve_precision
-
-        self._model, self._random, _ = load_vggish(self.params)
-        self._model = self._model.to(memory_format=torch.channels_last)
-        self._precision = resolve_precision(self.params.precision)
-
-    def store_attrs(self) -> dict[str, Any]:
-        from avtool.core.store import store_attrs
-
-        _, random, sha256 = load_vggish(self.params)
-        attrs = store_attrs("vggish", dataclasses.asdict(self.params), sha256)
-        attrs["random_weights"] = random
-        return attrs
+    def load_network(self) -> tuple[Any, bool, str]:
+        return load_vggish(self.params)
 
     def __call__(self, item: dict[str, Any]) -> np.ndarray:
         from avtool.core.audio import load_audio
