@@ -1,41 +1,161 @@
-"""Options every command shares, declared once so their names and help stay uniform."""
+"""Options every command shares, declared once so their names, defaults and help stay uniform.
+
+Single options are `Annotated` aliases (`out: common.OutOption`). The options that travel
+together are groups: a command takes a group as one keyword-only parameter annotated with its
+class (`settings: common.Settings`, `stage: common.ItemRun`), and `@shared_options` puts the
+group's options in that place of the command line and hands the command one object holding
+their values.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-OutOption = typer.Option(..., "--out", help="Output directory.")
-ConfigOption = typer.Option(
-    None, "--config", help="YAML file of options (the defaults follow the paper)."
-)
-SetOption = typer.Option([], "--set", help="Dotted override, repeatable: --set train.lr=0.001.")
-JobsOption = typer.Option(1, "--jobs", min=1, help="Local worker processes (one shard each).")
-ShardOption = typer.Option(
-    None, "--shard", help="Run only shard I/N (default: SLURM array task, else all items)."
-)
-SeedOption = typer.Option(0, "--seed", help="Random seed.")
-ForceOption = typer.Option(False, "--force", help="Replace outputs made with another config.")
-DryRunOption = typer.Option(False, "--dry-run", help="Say what would run and why; change nothing.")
-DeviceOption = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1 ...")
-MaxRejectOption = typer.Option(
-    0.2, "--max-reject-rate", min=0.0, max=1.0, help="Fail the stage past this share of rejects."
-)
-LauncherOption = typer.Option(
-    "local", "--launcher", help="local (process pool) or slurm (job array through submitit)."
-)
-ManifestOption = typer.Option(
-    ..., "--manifest", exists=False, help="JSONL with id and path per line."
-)
+OutOption = Annotated[Path, typer.Option("--out", help="Output directory.")]
+ManifestOption = Annotated[
+    Path, typer.Option("--manifest", exists=False, help="JSONL with id and path per line.")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML file of options (the defaults follow the paper)."),
+]
+SetOption = Annotated[
+    list[str], typer.Option("--set", help="Dotted override, repeatable: --set train.lr=0.001.")
+]
+JobsOption = Annotated[
+    int, typer.Option("--jobs", min=1, help="Local worker processes (one shard each).")
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option("--shard", help="Run only shard I/N (default: SLURM array task, else all items)."),
+]
+LauncherOption = Annotated[
+    str,
+    typer.Option("--launcher", help="local (process pool) or slurm (job array through submitit)."),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace outputs made with another config.")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Say what would run and why; change nothing.")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1 ...")]
+MaxRejectOption = Annotated[
+    float,
+    typer.Option(
+        "--max-reject-rate",
+        min=0.0,
+        max=1.0,
+        help="Fail the stage past this share of rejects.",
+    ),
+]
 
 
-def existing_path(path: Path, what: str) -> Path:
-    from avtool.core.errors import InputError
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """--config and --set: where a command's config comes from beyond its defaults and flags."""
 
-    if not path.exists():
-        raise InputError(f"{path}: {what} not found; check the path")
-    return path
+    config: ConfigOption = None
+    sets: SetOption = dataclasses.field(default_factory=list)
+
+    def resolve(self, params_class: type, flags: dict | None = None) -> Any:
+        from avtool.core.config import resolve
+
+        return resolve(params_class, self.config, self.sets, flags=flags)
+
+
+class _RunOptions:
+    @property
+    def options(self) -> dict[str, Any]:
+        """The values as keyword arguments of the library's stage functions."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRun(_RunOptions):
+    """--force and --dry-run of a whole-output stage."""
+
+    force: ForceOption = False
+    dry_run: DryRunOption = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectingRun(StageRun):
+    """A stage that rejects bad inputs: --force, --dry-run and --max-reject-rate."""
+
+    max_reject_rate: MaxRejectOption = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemRun(_RunOptions):
+    """A per-item stage: --jobs, --shard, --launcher, --force, --dry-run, --max-reject-rate."""
+
+    jobs: JobsOption = 1
+    shard: ShardOption = None
+    launcher: LauncherOption = "local"
+    force: ForceOption = False
+    dry_run: DryRunOption = False
+    max_reject_rate: MaxRejectOption = 0.2
+
+
+_GROUPS = (Settings, StageRun, RejectingRun, ItemRun)
+
+
+def _group_parameters(group: type) -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(group, include_extras=True)
+    parameters = []
+    for field in dataclasses.fields(group):
+        default = (
+            field.default_factory()
+            if field.default_factory is not dataclasses.MISSING
+            else field.default
+        )
+        parameters.append(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=hints[field.name],
+            )
+        )
+    return parameters
+
+
+def shared_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Spread each group parameter of `command` into its options, in its place, for Typer;
+    gather their values back into the group object when the command runs."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    groups: dict[str, type] = {}
+    parameters: list[inspect.Parameter] = []
+    for name, parameter in inspect.signature(command).parameters.items():
+        annotation = hints.get(name, parameter.annotation)
+        if annotation in _GROUPS:
+            groups[name] = annotation
+            parameters.extend(_group_parameters(annotation))
+        else:
+            parameters.append(
+                parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+            )
+
+    @functools.wraps(command)
+    def run_command(**values: Any) -> None:
+        for name, group in groups.items():
+            fields = dataclasses.fields(group)
+            values[name] = group(**{field.name: values.pop(field.name) for field in fields})
+        command(**values)
+
+    run_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run_command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run_command
 
 
 def report_item_stage(result) -> None:
@@ -72,21 +192,19 @@ def report_result(out: Path, result: dict) -> None:
     typer.echo(f"{out}: {verb} ({figures})")
 
 
-def run_manifest_command(
+def run_item_stage(
     params_class: type,
-    extract,
+    extract: Callable[..., Any],
     manifest: Path,
     out: Path,
-    config: Path | None,
-    sets: list[str],
+    settings: Settings,
+    stage: ItemRun,
     flags: dict | None = None,
-    **execution,
-):
-    """Resolve a per-item stage's config, run `extract(manifest, out, params, **execution)`,
-    print what it did, and return its result."""
-    from avtool.core.config import resolve
-
-    params = resolve(params_class, config, sets, flags=flags)
-    result = extract(manifest, out, params, **execution)
+    **extra: Any,
+) -> Any:
+    """Resolve a per-item stage's config, run `extract(manifest, out, params, ...)` with the
+    run options (and `extra`), print what it did, and return its result."""
+    params = settings.resolve(params_class, flags)
+    result = extract(manifest, out, params, **extra, **stage.options)
     report_item_stage(result)
     return result

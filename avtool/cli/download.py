@@ -10,11 +10,13 @@ app = typer.Typer(no_args_is_help=True, help="Download commands.")
 
 
 @app.command("dcase2018")
+@common.shared_options
 def dcase2018(
+    *,
     manifest: Path = typer.Option(
         ..., "--manifest", help="manifest.jsonl of `avtool prepare dcase2018`."
     ),
-    out: Path = common.OutOption,
+    out: common.OutOption,
     url_template: str = typer.Option(
         None,
         "--url-template",
@@ -39,16 +41,12 @@ def dcase2018(
     cookies: Path = typer.Option(
         None, "--cookies", help="Netscape cookies file for yt-dlp (age-gated, bot checks)."
     ),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
-    max_reject_rate: float = common.MaxRejectOption,
+    settings: common.Settings,
+    stage: common.RejectingRun,
 ) -> None:
     """Each clip's video through yt-dlp, cut to its segment: wav + mp4, journal, coverage."""
     from dataclasses import replace
 
-    from avtool.core.config import resolve
     from avtool.corpora.dcase2018_download import (
         DownloadConfig,
         FetchOptions,
@@ -56,7 +54,7 @@ def dcase2018(
         download_dcase2018,
     )
 
-    params = resolve(DownloadConfig, config, sets, flags={"splits": split or None})
+    params = settings.resolve(DownloadConfig, {"splits": split or None})
     given = {
         "url_template": url_template,
         "min_interval": min_interval,
@@ -70,9 +68,7 @@ def dcase2018(
         params,
         options,
         serve_dir=serve_dir,
-        force=force,
-        dry_run=dry_run,
-        max_reject_rate=max_reject_rate,
+        **stage.options,
     )
     if result["state"] == "dry-run":
         typer.echo(result["message"])

@@ -12,20 +12,19 @@ app = typer.Typer(no_args_is_help=True, help="Quantize commands.")
 
 
 @app.command("limuse")
+@common.shared_options
 def limuse(
+    *,
     run: Path = typer.Option(..., "--run", help="Run directory of `avtool train limuse`."),
     out: Path = typer.Option(None, "--out", help="Output directory [RUN-q<bits>]."),
     weight_bits: int = typer.Option(None, "--weight-bits", help="Weight bits [3]."),
     act_bits: int = typer.Option(None, "--act-bits", help="Activation bits; 0 = off [8]."),
     epochs: int = typer.Option(None, "--epochs", help="Fine-tuning epochs [10]."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Fine-tune a low-bit LiMuSE from a trained run; write and check its packed file."""
-    from avtool.core.config import resolve
     from avtool.recipes.limuse import QuantizeConfig, quantize_limuse
 
     flags = {
@@ -33,7 +32,7 @@ def limuse(
         "act_bits": act_bits,
         "train": {"epochs": epochs, "device": device},
     }
-    params = resolve(QuantizeConfig, config, sets, flags=flags)
+    params = settings.resolve(QuantizeConfig, flags)
     out = out or run.with_name(f"{run.name}-q{params.weight_bits}")
-    result = quantize_limuse(run, out, params, force=force, dry_run=dry_run)
+    result = quantize_limuse(run, out, params, **stage.options)
     common.report_result(out, result)

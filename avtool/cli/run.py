@@ -20,8 +20,8 @@ def run_pipeline(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML (see pipelines/)."),
     start: str = typer.Option(None, "--from", help="First stage to run."),
     stop: str = typer.Option(None, "--to", help="Last stage to run."),
-    sets: list[str] = common.SetOption,
-    dry_run: bool = common.DryRunOption,
+    sets: common.SetOption = None,
+    dry_run: common.DryRunOption = False,
 ) -> None:
     """Run every stage of a pipeline in order, skipping what is done."""
     from avtool.recipes.pipeline import run_pipeline as run

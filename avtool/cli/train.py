@@ -12,9 +12,11 @@ app = typer.Typer(no_args_is_help=True, help="Train commands.")
 
 
 @app.command("mmt")
+@common.shared_options
 def mmt(
-    manifest: Path = common.ManifestOption,
-    out: Path = common.OutOption,
+    *,
+    manifest: common.ManifestOption,
+    out: common.OutOption,
     method: str = typer.Option(
         None, "--method", help="mmt, kanezaki, kim, kmeans or felzenszwalb [mmt]."
     ),
@@ -27,15 +29,9 @@ def mmt(
     precision: str = typer.Option(
         None, "--precision", help="CNN methods: fp32, bf16 or auto (bf16 where fast) [fp32]."
     ),
-    device: str = common.DeviceOption,
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    jobs: int = common.JobsOption,
-    shard: str = common.ShardOption,
-    launcher: str = common.LauncherOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
-    max_reject_rate: float = common.MaxRejectOption,
+    device: common.DeviceOption = "cpu",
+    settings: common.Settings,
+    stage: common.ItemRun,
 ) -> None:
     """Segment every image of a BSDS manifest with one method; resumable per image."""
     from avtool.recipes.mmt import SegmentConfig, segment
@@ -48,54 +44,42 @@ def mmt(
         "max_side": max_side,
         "precision": precision,
     }
-    common.run_manifest_command(
-        SegmentConfig,
-        segment,
-        manifest,
-        out,
-        config,
-        sets,
-        flags=flags,
-        device=device,
-        shard=shard,
-        jobs=jobs,
-        launcher=launcher,
-        force=force,
-        dry_run=dry_run,
-        max_reject_rate=max_reject_rate,
+    common.run_item_stage(
+        SegmentConfig, segment, manifest, out, settings, stage, flags=flags, device=device
     )
 
 
 @app.command("demo")
+@common.shared_options
 def demo(
+    *,
     features: Path = typer.Option(..., "--features", help="Log-mel feature store."),
-    manifest: Path = common.ManifestOption,
-    out: Path = common.OutOption,
+    manifest: common.ManifestOption,
+    out: common.OutOption,
     epochs: int = typer.Option(None, "--epochs", help="Training epochs [12]."),
     seed: int = typer.Option(None, "--seed", help="Random seed [0]."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, auto [cpu]."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Train the demo's tiny speaker classifier on log-mel features (runs under torchrun too)."""
-    from avtool.core.config import resolve
     from avtool.recipes.demo import DemoConfig, train_demo
 
     flags = {"train": {"epochs": epochs, "seed": seed, "device": device}}
-    params = resolve(DemoConfig, config, sets, flags=flags)
-    result = train_demo(features, manifest, out, params, force=force, dry_run=dry_run)
+    params = settings.resolve(DemoConfig, flags)
+    result = train_demo(features, manifest, out, params, **stage.options)
     common.report_result(out, result)
 
 
 @app.command("ser")
+@common.shared_options
 def ser(
+    *,
     features: Path = typer.Option(
         ..., "--features", help="ser-mfcc, wav2vec2 or imported feature store."
     ),
-    manifest: Path = common.ManifestOption,
-    out: Path = common.OutOption,
+    manifest: common.ManifestOption,
+    out: common.OutOption,
     model: str = typer.Option(
         None,
         "--model",
@@ -135,13 +119,10 @@ def ser(
         None, "--split-seed", help="Seed of the random split / fold choice (default: 0)."
     ),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cpu)."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Train one SER model (or baseline) on every fold of a protocol, from RAVDESS features."""
-    from avtool.core.config import resolve
     from avtool.recipes.ser import SerConfig, train_ser
 
     flags = {
@@ -155,40 +136,41 @@ def ser(
         "split_seed": split_seed,
         "device": device,
     }
-    params = resolve(SerConfig, config, sets, flags=flags)
-    result = train_ser(features, manifest, out, params, force=force, dry_run=dry_run)
+    params = settings.resolve(SerConfig, flags)
+    result = train_ser(features, manifest, out, params, **stage.options)
     common.report_result(out, result)
 
 
 @app.command("lyrics")
+@common.shared_options
 def lyrics(
+    *,
     text: Path = typer.Option(..., "--text", help="Output of `avtool features lyrics-text`."),
     features: Path = typer.Option(..., "--features", help="`features lyrics-audio` store."),
-    out: Path = common.OutOption,
+    out: common.OutOption,
     epochs: int = typer.Option(None, "--epochs", help="Training epochs [60, the report's]."),
     seed: int = typer.Option(None, "--seed", help="Initialisation and data order seed [0]."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Train the ATL lyric generator (audio clip + words so far -> next word)."""
-    from avtool.core.config import resolve
     from avtool.recipes.atl.generator import LyricsTrainConfig, train_lyrics
 
     flags = {"train": {"epochs": epochs, "seed": seed, "device": device}}
-    params = resolve(LyricsTrainConfig, config, sets, flags=flags)
-    result = train_lyrics(text, features, out, params, force=force, dry_run=dry_run)
+    params = settings.resolve(LyricsTrainConfig, flags)
+    result = train_lyrics(text, features, out, params, **stage.options)
     common.report_result(out, result)
 
 
 @app.command("genre")
+@common.shared_options
 def genre(
+    *,
     csv: Path = typer.Option(..., "--csv", help="Lyrics CSV (e.g. MetroLyrics)."),
     lyrics_column: str = typer.Option("lyrics", "--lyrics-column", help="Column of lyrics."),
     genre_column: str = typer.Option("genre", "--genre-column", help="Column of genres."),
-    out: Path = common.OutOption,
+    out: common.OutOption,
     model: str = typer.Option(None, "--model", help="lstm (the report's) or tfidf [lstm]."),
     genres: list[str] = typer.Option(
         None, "--genre", help="A class, repeatable [Country, Hip-Hop]."
@@ -196,13 +178,10 @@ def genre(
     epochs: int = typer.Option(None, "--epochs", help="LSTM epochs [3]."),
     seed: int = typer.Option(None, "--seed", help="Split and initialisation seed [0]."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Train the ATL lyric genre classifier on any CSV of lyrics and genres."""
-    from avtool.core.config import resolve
     from avtool.recipes.atl.genre import GenreConfig, train_genre
 
     flags = {
@@ -211,17 +190,17 @@ def genre(
         "seed": seed,
         "train": {"epochs": epochs, "seed": seed, "device": device},
     }
-    params = resolve(GenreConfig, config, sets, flags=flags)
-    result = train_genre(
-        csv, lyrics_column, genre_column, out, params, force=force, dry_run=dry_run
-    )
+    params = settings.resolve(GenreConfig, flags)
+    result = train_genre(csv, lyrics_column, genre_column, out, params, **stage.options)
     common.report_result(out, result)
 
 
 @app.command("sed")
+@common.shared_options
 def sed(
-    manifest: Path = common.ManifestOption,
-    out: Path = common.OutOption,
+    *,
+    manifest: common.ManifestOption,
+    out: common.OutOption,
     inputs: str = typer.Option(
         None, "--inputs", help="Comma-separated streams: spectral, vggish, vgg16 [spectral]."
     ),
@@ -232,13 +211,10 @@ def sed(
     seed: int = typer.Option(None, "--seed", help="First seed [0]."),
     steps: int = typer.Option(None, "--steps", help="Optimiser steps a model [50000]."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, auto [cpu]."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Mean-teacher CRNN on one input setting of the SED paper's Table 3, for N seeds."""
-    from avtool.core.config import resolve
     from avtool.recipes.sed import SedTrainConfig, train_sed
 
     flags = {
@@ -248,16 +224,18 @@ def sed(
         "steps": steps,
         "train": {"device": device},
     }
-    params = resolve(SedTrainConfig, config, sets, flags=flags)
+    params = settings.resolve(SedTrainConfig, flags)
     stores = {"spectral": logmel, "vggish": vggish, "vgg16": vgg16}
-    result = train_sed(manifest, out, params, stores, force=force, dry_run=dry_run)
+    result = train_sed(manifest, out, params, stores, **stage.options)
     common.report_result(out, result)
 
 
 @app.command("limuse")
+@common.shared_options
 def limuse(
+    *,
     data: Path = typer.Option(..., "--data", help="Output of `avtool prepare grid`."),
-    out: Path = common.OutOption,
+    out: common.OutOption,
     voiceprint: Path = typer.Option(None, "--voiceprint", help="Store of `features voiceprint`."),
     face: Path = typer.Option(None, "--face", help="Store of `features face`."),
     arch: str = typer.Option(None, "--arch", help="limuse or tasnet [limuse]."),
@@ -267,13 +245,10 @@ def limuse(
     ),
     seed: int = typer.Option(None, "--seed", help="Initialisation and data order seed [0]."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, auto [auto]."),
-    config: Path = common.ConfigOption,
-    sets: list[str] = common.SetOption,
-    force: bool = common.ForceOption,
-    dry_run: bool = common.DryRunOption,
+    settings: common.Settings,
+    stage: common.StageRun,
 ) -> None:
     """Train LiMuSE (or a TasNet baseline) on GRID mixtures with their cues (torchrun too)."""
-    from avtool.core.config import resolve
     from avtool.recipes.limuse import LimuseConfig, train_limuse
 
     flags = {
@@ -281,6 +256,6 @@ def limuse(
         "model": {"groups": groups},
         "train": {"epochs": epochs, "seed": seed, "device": device},
     }
-    params = resolve(LimuseConfig, config, sets, flags=flags)
-    result = train_limuse(data, out, params, voiceprint, face, force=force, dry_run=dry_run)
+    params = settings.resolve(LimuseConfig, flags)
+    result = train_limuse(data, out, params, voiceprint, face, **stage.options)
     common.report_result(out, result)
