@@ -5,18 +5,42 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avtool.core.errors import ConfigError
 from avtool.recipes.ser.config import RECIPE, SerConfig
 from avtool.recipes.ser.fit import Scaler, class_weights, fit_network, network_probabilities
 
 
 def test_scaler_uses_the_training_rows_only():
     train = np.array([[1.0, -300.0], [3.0, -100.0]], np.float32)
-    scaler = Scaler.fit(train, enabled=True)
+    scaler = Scaler.fit(train, "global")
     assert scaler.mean.tolist() == [2.0, -200.0]
     assert scaler(np.array([[2.0, -200.0], [4.0, 0.0]], np.float32)) == pytest.approx(
         np.array([[0.0, 0.0], [2.0, 2.0]]), abs=1e-5
     )
-    assert Scaler.fit(train, enabled=False)(train) == pytest.approx(train)
+    assert Scaler.fit(train, "none")(train) == pytest.approx(train)
+
+
+def test_block_scaling_keeps_each_blocks_shape():
+    rng = np.random.default_rng(0)
+    envelope = np.linspace(-300, 50, 160).astype(np.float32)
+    train = envelope + rng.normal(size=(30, 160)).astype(np.float32)
+    scaled = Scaler.fit(train, "block")(train)
+    for block in range(4):
+        rows = scaled[:, 40 * block : 40 * (block + 1)]
+        assert rows.mean() == pytest.approx(0, abs=1e-4)
+        assert rows.std() == pytest.approx(1, abs=1e-4)
+        # one scale per block: the envelope still rises along each block
+        assert (np.diff(rows.mean(axis=0)) > 0).mean() > 0.9
+    with pytest.raises(ConfigError, match="standardize=block scales blocks of 40"):
+        Scaler.fit(train[:, :150], "block")
+
+
+def test_report_networks_default_to_block_scaling():
+    assert SerConfig(model="cnn").scaling() == "block"
+    assert SerConfig(model="lstm").scaling() == "block"
+    assert SerConfig(model="mlp").scaling() == "global"
+    assert SerConfig(model="svc").scaling() == "global"
+    assert SerConfig(model="cnn", standardize="actor").scaling() == "actor"
 
 
 def test_class_weights_make_neutral_count_like_the_others():

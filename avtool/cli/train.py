@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from avtool.cli import common
+from avtool.recipes.ser.config import RECIPE as SER_RECIPE
 
 app = typer.Typer(no_args_is_help=True, help="Train commands.")
 
@@ -106,8 +107,9 @@ def ser(
     epochs: int = typer.Option(
         None,
         "--epochs",
-        help="Fixed epoch budget, no early stopping (default: the model's: lstm 30, cnn 60, "
-        "cnn_lstm 40, mlp 200).",
+        help="Fixed epoch budget, no early stopping (default: the model's: "
+        + ", ".join(f"{name} {recipe['epochs']}" for name, recipe in SER_RECIPE.items())
+        + ").",
     ),
     seeds: int = typer.Option(
         None, "--seeds", help="Networks per fold, seeds --seed.., softmax averaged (default: 1)."

@@ -27,6 +27,13 @@ from torch import nn
 
 MODELS = ("lstm", "cnn", "cnn_lstm", "mlp")
 FEATURES = 160
+# The LSTM reads one standardised scalar a step. Glorot's bound for its [1 -> 4*256] input
+# kernel is +-0.076, so every gate sees the input at a small fraction of its recurrent signal:
+# on the real RAVDESS vectors it stayed at chance (loss ln 8 after 30 epochs, with Keras' or
+# torch's default initialisation). Uniform +-3.8 (50x Glorot's) learns: 47.6% (random 80/20,
+# one seed) after 50 epochs of batch 8.
+SCALAR_INPUT_BOUND = 3.8
+FEATURE_BLOCK = 40  # the vector is 4 blocks of 40: MFCC, delta, delta-delta, log-mel means
 
 _BN_EPS = 1e-3  # Keras' default
 
@@ -54,6 +61,27 @@ def _conv_stack(dropout: float) -> nn.Sequential:
     )
 
 
+def _keras_lstm(input_size: int, hidden: int, input_bound: float | None = None) -> nn.LSTM:
+    """An LSTM initialised as Keras' is: Glorot-uniform input kernel, orthogonal recurrent
+    kernel, zero biases but the forget gate's, which starts at 1 (`unit_forget_bias`), so the
+    160-step LSTM starts carrying early steps to its last state.
+
+    `input_bound` replaces the input kernel's Glorot bound (see `SCALAR_INPUT_BOUND`).
+    """
+    lstm = nn.LSTM(input_size, hidden, batch_first=True)
+    if input_bound is None:
+        nn.init.xavier_uniform_(lstm.weight_ih_l0)  # fans of the whole [4*hidden, input] kernel
+    else:
+        nn.init.uniform_(lstm.weight_ih_l0, -input_bound, input_bound)
+    nn.init.orthogonal_(lstm.weight_hh_l0)
+    nn.init.zeros_(lstm.bias_ih_l0)
+    nn.init.zeros_(lstm.bias_hh_l0)
+    lstm.bias_ih_l0.data[hidden : 2 * hidden] = (
+        1.0  # torch's gate order: input, forget, cell, output
+    )
+    return lstm
+
+
 def _dense_head(sizes: list[int], n_classes: int, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for fan_in, fan_out in itertools.pairwise(sizes):
@@ -71,7 +99,7 @@ class SerLSTM(nn.Module):
 
     def __init__(self, n_classes: int = 8, dropout: float = 0.3) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(1, 256, batch_first=True)
+        self.lstm = _keras_lstm(1, 256, input_bound=SCALAR_INPUT_BOUND)
         self.head = _dense_head([256, 128, 64], n_classes, dropout)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -105,6 +133,8 @@ class SerCNNLSTM(nn.Module):
     def __init__(self, n_classes: int = 8, dropout: float = 0.3) -> None:
         super().__init__()
         self.convs = _conv_stack(dropout)
+        # torch's default initialisation: Keras' (`_keras_lstm`) measured worse here on the real
+        # vectors (45.2% / 28.3% against 57.7% / 38.0%, random / speaker-independent, one seed).
         self.lstm1 = nn.LSTM(256, 128, batch_first=True)
         self.lstm2 = nn.LSTM(128, 64, batch_first=True)
         self.head = _dense_head([64, 64, 32], n_classes, dropout)

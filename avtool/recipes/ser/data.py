@@ -60,9 +60,9 @@ def normalize_per_actor(items: list[dict], x: np.ndarray) -> np.ndarray:
 def prepared_features(
     features: Path, manifest: Path, config: SerConfig
 ) -> tuple[list[dict], np.ndarray, np.ndarray, dict[str, Any]]:
-    """`load_features`, speaker-normalised when `config.standardize` is "actor"."""
+    """`load_features`, speaker-normalised when the config's scaling is "actor"."""
     items, x, y, attrs = load_features(features, manifest)
-    if config.standardize == "actor":
+    if config.scaling() == "actor":
         x = normalize_per_actor(items, x)
     return items, x, y, attrs
 

@@ -5,7 +5,13 @@ from the report's, which, tried on 600 real RAVDESS files, stopped at epochs 13-
 validation set whose accuracy swung 0.21-0.42, overfit (the CNN reached 70-100% train accuracy)
 and never predicted "neutral" in 21 of 25 runs. What replaces it, and why:
 - Standardisation per fold from the training files only: MFCC c0 sits near -300, the rest
-  near 0; the report fed raw values.
+  near 0; the report fed raw values. The report's networks get one mean and deviation per
+  40-d block (MFCC, delta, delta-delta, log-mel: `standardize: block`), not per dimension:
+  they read the vector as a sequence, and per-dimension scaling turns each block's smooth
+  spectral envelope, the shape their convolutions and LSTMs follow, into uncorrelated noise.
+  On the real vectors of actors 11-24 that alone took the CNN from 53.0% / 33.1% to
+  61.9% / 44.6% (random / speaker-independent, one seed). The MLP and the scikit-learn
+  baselines, which see the vector as a bag of statistics, keep per-dimension scaling.
 - A fixed epoch budget (`RECIPE` in config.py) with no early stopping and no validation split:
   a few dozen validation files cannot pick an epoch reliably, and every training file then
   trains. The budgets were set once in development on the real vectors of actors 11-24 and
@@ -31,20 +37,33 @@ from typing import Any
 
 import numpy as np
 
+from avtool.core.errors import ConfigError
 from avtool.corpora.ravdess import EMOTIONS
 from avtool.recipes.ser.config import SerConfig
 
 
 class Scaler:
-    """Per-dimension standardisation fitted on a fold's training files (identity when off)."""
+    """Standardisation fitted on a fold's training files: per dimension, per block or none."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
     @classmethod
-    def fit(cls, x: np.ndarray, enabled: bool) -> Scaler:
-        if not enabled:
+    def fit(cls, x: np.ndarray, scaling: str) -> Scaler:
+        """`scaling`: none, block (one mean/std per `FEATURE_BLOCK` dimensions), else per dimension."""
+        from avtool.models.ser import FEATURE_BLOCK
+
+        if scaling == "none":
             return cls(np.zeros(x.shape[1]), np.ones(x.shape[1]))
+        if scaling == "block":
+            if x.shape[1] % FEATURE_BLOCK:
+                raise ConfigError(
+                    f"standardize=block scales blocks of {FEATURE_BLOCK} dimensions (the ser-mfcc "
+                    f"layout); these features have {x.shape[1]}: use standardize=global"
+                )
+            blocks = x.reshape(len(x), -1, FEATURE_BLOCK)
+            mean, std = blocks.mean(axis=(0, 2)), blocks.std(axis=(0, 2)) + 1e-6
+            return cls(np.repeat(mean, FEATURE_BLOCK), np.repeat(std, FEATURE_BLOCK))
         return cls(x.mean(axis=0), x.std(axis=0) + 1e-6)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -66,7 +85,7 @@ def _schedule(optimizer, config: SerConfig, total_steps: int):
 
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps
+            optimizer, max_lr=config.recipe("lr"), total_steps=total_steps
         )
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
@@ -105,15 +124,16 @@ def fit_network(x: np.ndarray, y: np.ndarray, config: SerConfig, seed: int):
     targets = torch.from_numpy(y.astype(np.int64)).to(device)
     loss_fn = _loss_fn(config, class_weights(y))
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.recipe("weight_decay")
+        model.parameters(), lr=config.recipe("lr"), weight_decay=config.recipe("weight_decay")
     )
-    steps_per_epoch = -(-len(x) // config.batch_size)
+    batch_size = int(config.recipe("batch_size"))
+    steps_per_epoch = -(-len(x) // batch_size)
     scheduler = _schedule(optimizer, config, int(config.recipe("epochs")) * steps_per_epoch)
     model.train()
     for _ in range(int(config.recipe("epochs"))):
         order = torch.randperm(len(x), generator=generator).to(device)
-        for start in range(0, len(x), config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for start in range(0, len(x), batch_size):
+            batch = order[start : start + batch_size]
             if len(batch) < 2:  # BatchNorm needs two examples
                 continue
             features, target = inputs[batch], targets[batch]

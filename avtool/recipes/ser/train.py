@@ -21,7 +21,7 @@ from avtool.recipes.ser.config import NETWORKS, REPORT_NETWORKS, SerConfig
 from avtool.recipes.ser.data import describe_protocol, prepared_features, protocol_folds
 from avtool.recipes.ser.fit import Scaler, fit_baseline, fit_network, network_probabilities
 
-TRAIN_VERSION = 2
+TRAIN_VERSION = 3
 FOLD_RECORD = "fold.json"
 
 
@@ -58,7 +58,7 @@ def _train_fold(
 
     directory.mkdir(parents=True, exist_ok=True)
     train = fold["train"]
-    scaler = Scaler.fit(x[train], config.standardize != "none")
+    scaler = Scaler.fit(x[train], config.scaling())
     inputs = scaler(x[train])
     if config.model in NETWORKS:
         from avtool.train import checkpoint
