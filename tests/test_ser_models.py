@@ -73,3 +73,12 @@ def test_mlp_baseline_size_and_input_width():
     }
     wide = build_model("mlp", features=768).eval()
     assert wide(torch.randn(3, 768)).shape == (3, 8)
+
+
+def test_lstm_reads_the_vector_back_to_front():
+    model = build_model("lstm").eval()
+    features = torch.randn(3, 160)
+    _, (hidden, _) = model.lstm(features.flip(-1).unsqueeze(-1))
+    torch.testing.assert_close(model(features), model.head(hidden[-1]))
+    _, (forward_hidden, _) = model.lstm(features.unsqueeze(-1))
+    assert not torch.allclose(model.head(forward_hidden[-1]), model(features))

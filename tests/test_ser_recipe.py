@@ -177,3 +177,17 @@ def test_train_help_shows_every_default(cli):
         assert re.search(rf"{option} .*?\(default: {value}\)", text), option
     budgets = ", ".join(f"{m} {RECIPE[m]['epochs']}" for m in ("lstm", "cnn", "cnn_lstm", "mlp"))
     assert f"(default: the model's: {budgets})" in text
+
+
+@pytest.mark.parametrize(("model", "version", "stale"), [("lstm", 3, True), ("cnn", 3, False)])
+def test_runs_of_a_changed_network_are_refused_until_retrained(tmp_path, model, version, stale):
+    from avtool.recipes.ser.train import run_config
+
+    (tmp_path / "stage.json").write_text(json.dumps({"name": "train.ser", "version": version}))
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text(f"model: {model}\n")
+    if stale:
+        with pytest.raises(InputError, match=r"older `train ser`.*--force"):
+            run_config(tmp_path)
+    else:
+        assert run_config(tmp_path).model == model

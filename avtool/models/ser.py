@@ -89,6 +89,12 @@ class SerLSTM(nn.Module):
 
     Keras 305,864: LSTM 4*(256*(1+256) + 256) = 264,192; dense 32,896 + 8,256 + 520.
     Torch 306,888: the LSTM's second bias adds 4*256 = 1,024.
+
+    Departs from the report in one respect: the vector is read back to front, from the last
+    log-mel band to MFCC 0. The head sees only the last state, and in the report's order the
+    MFCC block is 120 steps behind it, behind the near-zero Δ/ΔΔ means. On the real RAVDESS
+    vectors (one seed, random 80/20) reading it reversed took the LSTM from 44.0% to 66.1%;
+    interleaving the four blocks gave 33.9%.
     """
 
     def __init__(self, n_classes: int = 8, dropout: float = 0.3) -> None:
@@ -97,7 +103,7 @@ class SerLSTM(nn.Module):
         self.head = _dense_head([256, 128, 64], n_classes, dropout)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        _, (hidden, _) = self.lstm(features.unsqueeze(-1))  # [B, 160] -> [B, 160, 1]
+        _, (hidden, _) = self.lstm(features.flip(-1).unsqueeze(-1))  # [B, 160] -> [B, 160, 1]
         return self.head(hidden[-1])
 
 

@@ -22,6 +22,15 @@ from avtool.recipes.ser.data import describe_protocol, prepared_features, protoc
 from avtool.recipes.ser.fit import Scaler, fit_baseline, fit_network, network_probabilities
 
 TRAIN_VERSION = 3
+# Models whose network changed since TRAIN_VERSION, so that only their runs go stale.
+MODEL_TRAIN_VERSION = {"lstm": 4}  # 4: the LSTM reads the vector back to front
+
+
+def train_version(model: str) -> int:
+    """The stage version of `train ser` runs of this model."""
+    return MODEL_TRAIN_VERSION.get(model, TRAIN_VERSION)
+
+
 FOLD_RECORD = "fold.json"
 
 
@@ -95,7 +104,9 @@ def train_ser(
     from avtool.core.stage import Stage, describe_status
 
     out = Path(out)
-    stage = Stage("train.ser", TRAIN_VERSION, out, config, [Path(features), Path(manifest)])
+    stage = Stage(
+        "train.ser", train_version(config.model), out, config, [Path(features), Path(manifest)]
+    )
     if dry_run:
         return {"state": "dry-run", "message": describe_status(stage, force)}
     if stage.status().state == "done" and not force:
@@ -186,9 +197,10 @@ def run_config(run: Path) -> SerConfig:
     stamp = json.loads((run / "stage.json").read_text())
     if stamp.get("name") != "train.ser":
         raise InputError(f"{run}: holds stage {stamp.get('name')!r}, not a `train ser` run")
-    if stamp.get("version") != TRAIN_VERSION:
+    config = from_dict(SerConfig, yaml.safe_load((run / "config.yaml").read_text()))
+    if stamp.get("version") != train_version(config.model):
         raise InputError(f"{run}: made by an older `train ser`; rerun it with --force")
-    return from_dict(SerConfig, yaml.safe_load((run / "config.yaml").read_text()))
+    return config
 
 
 def fold_predictor(run: Path, config: SerConfig, record: dict[str, Any], feature_dim: int):
