@@ -6,9 +6,12 @@ sides run the same network with the same random weights in this process, one aft
   full size, resized in torch, every other one kept, then one frame at a time through the
   fp32 module (NCHW weights);
 - avtool: `avtool.features.vgg16`: only the frames the 15.1 fps grid picks are converted and
-  rescaled (swscale), then batches, channels-last, bf16 autocast where the CPU has AMX tiles.
+  rescaled (swscale), then batches, channels-last, and `precision: auto`: bf16 autocast where
+  the CPU has AMX tiles, else int8 (calibrated on this clip, as on a corpus's first clips).
 Both networks see the same images (avtool's decoded frames), so the smallest cosine similarity
-between their 4096-d outputs (goal >= 0.999) measures the network path alone. Printed: frames
+between their 4096-d outputs (goal >= 0.999) measures the network path alone. Random weights:
+the cosine of int8 with the published weights is measured when a store is made with them
+(its `int8_min_cosine` attribute). Printed: frames
 per CPU-second end to end (decode + network) of each side and their ratio, the network-only
 ratio, and core-hours projected for the corpus (~16k clips x 151 frames). VGGish likewise in clips per CPU-second (151 patches a
 clip; baseline: one patch at a time). CPU seconds are process CPU time, so contention from
@@ -33,14 +36,6 @@ def _cpu_timed(function, *args):
     start = time.process_time()
     result = function(*args)
     return time.process_time() - start, result
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    numerator = (a * b).sum(axis=1)
-    denominator = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12
-    return float((numerator / denominator).min())
 
 
 def _video(path: Path, seconds: float, size: int) -> Path:
@@ -68,15 +63,17 @@ def bench_vgg16(seconds: float, image_size: int, source_size: int) -> dict:
 
     from avtool.core.video import read_frames
     from avtool.features import vgg16
-    from avtool.features.pretrained import resolve_precision
+    from avtool.features.pretrained import min_cosine
 
-    model, _, _ = vgg16.load_vgg16(vgg16.VGG16Params(allow_random_weights=True))
+    params = vgg16.VGG16Params(allow_random_weights=True, image_size=image_size)
+    model, _, _ = vgg16.load_vgg16(params)
     plain = copy.deepcopy(model)  # NCHW fp32 weights for the baseline
-    fast_model = model.to(memory_format=torch.channels_last)
-    precision = resolve_precision("auto")
     wanted = round(seconds * vgg16.FPS)
     with tempfile.TemporaryDirectory() as tmp:
         video = _video(Path(tmp) / "clip.mp4", seconds, source_size)
+        # What `features vgg16` runs here; int8 is calibrated on this clip, as on a corpus's
+        # first clips (calibration is once per worker, so it is not counted below).
+        fast_model, precision, calibration_cosine = vgg16.choose_network(params, (str(video),))
 
         def decode_everything() -> torch.Tensor:
             # Every frame decoded and converted at full size, resized by torch, every other kept.
@@ -107,6 +104,7 @@ def bench_vgg16(seconds: float, image_size: int, source_size: int) -> dict:
     return {
         "vgg16_image_size": image_size,
         "vgg16_precision": precision,
+        "vgg16_int8_calibration_cosine": calibration_cosine,
         "vgg16_frames": frames,
         "vgg16_decode_all_cpu_s": round(decode_all_s, 3),
         "vgg16_decode_needed_cpu_s": round(decode_needed_s, 3),
@@ -114,7 +112,7 @@ def bench_vgg16(seconds: float, image_size: int, source_size: int) -> dict:
         "vgg16_baseline_frames_per_cpu_s": round(base_rate, 3),
         "vgg16_avtool_frames_per_cpu_s": round(fast_rate, 3),
         "vgg16_speedup": round(fast_rate / base_rate, 2),
-        "vgg16_min_cosine": round(_cosines(base_out, fast_out), 6),
+        "vgg16_min_cosine": round(min_cosine(base_out, fast_out), 6),
         "vgg16_corpus_core_hours_baseline": round(
             CORPUS_CLIPS * FRAMES_PER_CLIP / base_rate / 3600, 1
         ),
@@ -130,7 +128,7 @@ def bench_vggish(seconds: float) -> dict:
     import torch
 
     from avtool.features import vggish
-    from avtool.features.pretrained import resolve_precision
+    from avtool.features.pretrained import min_cosine, resolve_precision
 
     model, _, _ = vggish.load_vggish(vggish.VGGishParams(allow_random_weights=True))
     precision = resolve_precision("auto")
@@ -162,7 +160,7 @@ def bench_vggish(seconds: float) -> dict:
         "vggish_baseline_clips_per_cpu_s": round(base_rate, 4),
         "vggish_avtool_clips_per_cpu_s": round(fast_rate, 4),
         "vggish_speedup": round(fast_rate / base_rate, 2),
-        "vggish_min_cosine": round(_cosines(base_out, fast_out), 6),
+        "vggish_min_cosine": round(min_cosine(base_out, fast_out), 6),
         "vggish_corpus_core_hours_avtool": round(CORPUS_CLIPS / fast_rate / 3600, 1),
     }
 

@@ -290,7 +290,11 @@ def vgg16(
     image_size: int = typer.Option(
         None, "--image-size", help="Square input side; below 224 only for demos [224]."
     ),
-    precision: PrecisionOption = None,
+    precision: str = typer.Option(
+        None,
+        "--precision",
+        help="auto (bf16 on AMX, else int8 if within cosine 0.999 of fp32), fp32, bf16, int8.",
+    ),
     settings: common.Settings,
     stage: common.ItemRun,
 ) -> None:

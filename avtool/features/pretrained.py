@@ -116,6 +116,15 @@ def autocast(precision: str, device: str = "cpu") -> Any:
     return contextlib.nullcontext()
 
 
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest cosine similarity between matching rows of [N, D] `a` and `b`."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    numerator = (a * b).sum(axis=1)
+    denominator = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12
+    return float((numerator / denominator).min())
+
+
 def embed_in_batches(model, inputs: np.ndarray, precision: str, batch_size: int) -> np.ndarray:
     """float32 outputs of `model` over `inputs` [N, C, ...], in batches, channels-last."""
     import torch
