@@ -16,8 +16,8 @@ from test_http import FakeServer, Reply
 
 from avtool.core.errors import InputError
 from avtool.core.store import FeatureStore
-from avtool.features import vgg16, vggish
-from avtool.features.pretrained import load_weights, min_cosine
+from avtool.features import pretrained, vgg16, vggish
+from avtool.features.pretrained import INT8_MIN_COSINE, load_weights, min_cosine
 from avtool.features.spectral import SpectralExtractor
 from avtool.recipes.sed import SED_LOGMEL
 
@@ -235,24 +235,47 @@ def test_int8_vgg16_keeps_fp32s_outputs_and_is_recorded(cli, tmp_path, empty_cac
         stores[precision] = FeatureStore(tmp_path / precision)
     assert stores["fp32"].attrs["precision_used"] == "fp32"
     assert stores["int8"].attrs["precision_used"] == "int8"
-    assert stores["int8"].attrs["int8_min_cosine"] >= vgg16.INT8_MIN_COSINE
+    assert stores["int8"].attrs["int8_min_cosine"] >= INT8_MIN_COSINE
     for clip in ("clip0", "clip1"):
         exact, approximate = stores["fp32"][clip], stores["int8"][clip]
         assert exact.shape == approximate.shape == (5, 4096)
-        assert min_cosine(exact, approximate) >= vgg16.INT8_MIN_COSINE
+        assert min_cosine(exact, approximate) >= INT8_MIN_COSINE
         assert not np.array_equal(exact, approximate)  # int8 did run
 
 
 def test_int8_that_departs_from_fp32_falls_back_or_is_refused(tmp_path, monkeypatch, caplog):
     video = str(_textured_video(tmp_path / "clip.mp4", 0))
     missing = str(tmp_path / "missing.mp4")  # unreadable candidates are skipped
-    monkeypatch.setattr(vgg16, "INT8_MIN_COSINE", 1.5)  # no int8 network can reach it
+    monkeypatch.setattr(pretrained, "INT8_MIN_COSINE", 1.5)  # no int8 network can reach it
     params = vgg16.VGG16Params(allow_random_weights=True, image_size=64, fps=5)
-    _, precision, cosine = vgg16.choose_network(params, (missing, video))
+    _, precision, cosine = vgg16.VGG16Worker(params, (missing, video)).choose_network()
     assert precision == "fp32" and 0.99 < cosine <= 1.0
     assert "computing in fp32" in caplog.text
     explicit = vgg16.VGG16Params(allow_random_weights=True, image_size=64, fps=5, precision="int8")
     with pytest.raises(InputError, match="--precision fp32"):
-        vgg16.choose_network(explicit, (missing, video))
-    with pytest.raises(InputError, match=r"no readable video.*--precision fp32"):
-        vgg16.choose_network(explicit, (missing,))
+        vgg16.VGG16Worker(explicit, (missing, video)).choose_network()
+    with pytest.raises(InputError, match=r"no readable file.*--precision fp32"):
+        vgg16.VGG16Worker(explicit, (missing,)).choose_network()
+
+
+def test_int8_vggish_keeps_fp32s_embeddings(cli, tmp_path, empty_cache):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(2):
+        sf.write(tmp_path / f"clip{i}.wav", tone(2.0) + 0.05 * rng.standard_normal(32000), 16000)
+        rows.append({"id": f"clip{i}", "path": str(tmp_path / f"clip{i}.wav")})
+    manifest = write_manifest(tmp_path / "manifest.jsonl", rows)
+    stores = {}
+    for precision in ("fp32", "int8"):
+        code, _, err = cli(
+            "features", "vggish", "--manifest", manifest, "--out", tmp_path / precision,
+            "--allow-random-weights", "--precision", precision,
+        )  # fmt: skip
+        assert code == 0, err
+        stores[precision] = FeatureStore(tmp_path / precision)
+    assert stores["int8"].attrs["precision_used"] == "int8"
+    assert stores["int8"].attrs["int8_min_cosine"] >= INT8_MIN_COSINE
+    exact, approximate = stores["fp32"]["clip0"], stores["int8"]["clip0"]
+    assert exact.shape == approximate.shape == (18, 128)  # 2 s: 1 + (198 - 96) // 6 patches
+    assert min_cosine(exact, approximate) >= INT8_MIN_COSINE
+    assert not np.array_equal(exact, approximate)

@@ -24,7 +24,11 @@ RandomFallbackOption = Annotated[
     ),
 ]
 PrecisionOption = Annotated[
-    str, typer.Option("--precision", help="auto (bf16 on AMX), fp32, bf16.")
+    str,
+    typer.Option(
+        "--precision",
+        help="auto (bf16 on AMX, else int8 if within cosine 0.999 of fp32), fp32, bf16, int8.",
+    ),
 ]
 
 
@@ -290,11 +294,7 @@ def vgg16(
     image_size: int = typer.Option(
         None, "--image-size", help="Square input side; below 224 only for demos [224]."
     ),
-    precision: str = typer.Option(
-        None,
-        "--precision",
-        help="auto (bf16 on AMX, else int8 if within cosine 0.999 of fp32), fp32, bf16, int8.",
-    ),
+    precision: PrecisionOption = None,
     settings: common.Settings,
     stage: common.ItemRun,
 ) -> None:

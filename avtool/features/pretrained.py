@@ -4,13 +4,25 @@
 folder `avtool models fetch NAME` filled). Missing weights are an error unless the caller
 allows random weights: then the network keeps a seeded random initialisation and the store
 records `random_weights: true` and `weights_sha256: random-seed-N`, so such features can never
-pass for real ones; real weights are identified by their file's sha256. Precision "auto" takes bf16 autocast where the CPU has AMX tiles (a bf16
-matmul unit: ~2x on conv nets) and fp32 elsewhere; a CUDA device takes bf16 too.
+pass for real ones; real weights are identified by their file's sha256.
+
+Precision "auto" takes bf16 autocast where the CPU has AMX tiles (a bf16 matmul unit: ~2x on
+conv nets) or on CUDA. On other CPUs an extractor that can quantize (VGG16, VGGish) runs int8:
+fp32 runs near the peak of a CPU without a low-precision matrix unit, and static int8
+quantization through oneDNN (per-channel weights, activation ranges observed on inputs of the
+manifest's first `calibration_clips` items) is 2-3x faster there (bench/vgg16.py). int8 is
+kept only if it stays faithful on the corpus's own inputs: on the calibration inputs that did
+not set the ranges, its outputs must keep a cosine similarity >= INT8_MIN_COSINE with fp32's;
+otherwise "auto" falls back to fp32 with a warning and an explicit "int8" is refused. The store
+records the precision used and that cosine. Every shard and worker calibrates on the same
+items, so they quantize alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +36,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
+QUANTIZABLE_PRECISIONS = (*PRECISIONS, "int8")
+INT8_MIN_COSINE = 0.999
+CALIBRATION_INPUTS = 64  # at most, spread over the calibration items; half calibrate, half check
+
+log = logging.getLogger(__name__)
 
 
 def file_sha256(path: Path) -> str:
@@ -138,22 +155,131 @@ def embed_in_batches(model, inputs: np.ndarray, precision: str, batch_size: int)
     return torch.cat(outputs).numpy()
 
 
+def check_precision(precision: str, calibration_clips: int) -> None:
+    """ConfigError unless `precision` is one a quantizable extractor takes."""
+    if precision not in QUANTIZABLE_PRECISIONS:
+        raise ConfigError(
+            f"precision={precision!r}: expected one of {', '.join(QUANTIZABLE_PRECISIONS)}"
+        )
+    if calibration_clips < 1:
+        raise ConfigError(f"calibration_clips={calibration_clips}: must be at least 1")
+
+
+def calibration_inputs(
+    paths: tuple[str, ...], read: Callable[[str], np.ndarray], clips: int
+) -> np.ndarray:
+    """What `read` gives for the first `clips` readable paths, concatenated along axis 0 and
+    thinned evenly to at most CALIBRATION_INPUTS rows."""
+    from avtool.core.errors import ItemError
+
+    parts = []
+    for path in paths:
+        try:
+            parts.append(read(path))
+        except ItemError:
+            continue
+        if len(parts) == clips:
+            break
+    if not parts:
+        raise InputError(
+            f"no readable file among the manifest's first {len(paths)} items to calibrate int8 "
+            "on; make them readable, or pass --precision fp32"
+        )
+    inputs = np.concatenate(parts)
+    picked = np.unique(np.linspace(0, len(inputs) - 1, CALIBRATION_INPUTS).round().astype(int))
+    return inputs[picked]
+
+
+def quantize_int8(
+    model: nn.Module, traceable: nn.Module, inputs: np.ndarray, batch_size: int
+) -> tuple[nn.Module, float]:
+    """(int8 copy of `traceable`, the smallest cosine similarity of its outputs with `model`'s).
+
+    `traceable` computes what `model` does, as a module torch.fx can trace. Static
+    post-training quantization (torch.ao, oneDNN: per-channel int8 weights), activation ranges
+    observed on every other row of `inputs`; the cosine is measured on the rows in between,
+    which the ranges never saw.
+    """
+    import copy
+
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    calibrate, check = (inputs[0::2], inputs[1::2]) if len(inputs) > 1 else (inputs, inputs)
+    torch.backends.quantized.engine = "onednn"
+    with warnings.catch_warnings():
+        # torch.ao announces its own removal (still present in the pinned torch 2.13).
+        warnings.filterwarnings("ignore", message=".*(deprecated|reduce_range).*")
+        prepared = prepare_fx(
+            copy.deepcopy(traceable).eval(),
+            get_default_qconfig_mapping("onednn"),
+            (torch.from_numpy(calibrate[:1]),),
+        )
+        with torch.no_grad():
+            for start in range(0, len(calibrate), batch_size):
+                prepared(torch.from_numpy(calibrate[start : start + batch_size]))
+        quantized = convert_fx(prepared)
+    cosine = min_cosine(
+        embed_in_batches(model, check, "fp32", batch_size),
+        embed_in_batches(quantized, check, "int8", batch_size),
+    )
+    return quantized, cosine
+
+
+def choose_network(
+    model: nn.Module, precision: str, int8: Callable[[], tuple[nn.Module, float]]
+) -> tuple[nn.Module, str, float | None]:
+    """(network, the precision it runs at, int8's calibration cosine or None).
+
+    "auto": bf16 on AMX CPUs, else int8 (built by `int8()`) if it keeps INT8_MIN_COSINE, else
+    fp32 with a warning; an explicit "int8" that falls short is refused.
+    """
+    import torch
+
+    has_int8 = "onednn" in torch.backends.quantized.supported_engines
+    chosen = precision
+    if precision == "auto":
+        chosen = resolve_precision("auto")
+        chosen = "int8" if chosen == "fp32" and has_int8 else chosen
+    if chosen == "int8" and not has_int8:
+        raise ConfigError("precision=int8: this torch build has no oneDNN quantized engine")
+    if chosen != "int8":
+        return model.to(memory_format=torch.channels_last), chosen, None
+    quantized, cosine = int8()
+    if cosine >= INT8_MIN_COSINE:
+        return quantized, "int8", cosine
+    message = (
+        f"int8 departs from fp32 on the calibration items (smallest cosine {cosine:.5f} < "
+        f"{INT8_MIN_COSINE})"
+    )
+    if precision == "int8":
+        raise InputError(f"{message}; pass --precision fp32 (or auto)")
+    log.warning("%s; computing in fp32", message)
+    return model.to(memory_format=torch.channels_last), "fp32", cosine
+
+
 class PretrainedWorker(SingleThreadTorchWorker):
     """Item worker around a published network: `load_network(params)` gives (model, random,
-    sha256); the store records the extractor, its parameters, the weights' hash and whether
-    they were random."""
+    sha256); the store records the extractor, its parameters, the weights' hash, whether they
+    were random and the precision the network runs at."""
 
     extractor: str = ""
 
     def load_network(self) -> tuple[Any, bool, str]:
         raise NotImplementedError
 
-    def load(self) -> None:
+    def choose_network(self) -> tuple[Any, str, float | None]:
+        """(network, the precision it runs at, int8's calibration cosine or None)."""
         import torch
 
-        model, self._random, _ = self.load_network()
-        self._model = model.to(memory_format=torch.channels_last)
-        self._precision = resolve_precision(self.params.precision)
+        model, _, _ = self.load_network()
+        precision = resolve_precision(self.params.precision)
+        return model.to(memory_format=torch.channels_last), precision, None
+
+    def load(self) -> None:
+        _, self._random, _ = self.load_network()
+        self._model, self._precision, _ = self.choose_network()
 
     def store_attrs(self) -> dict[str, Any]:
         import dataclasses
@@ -163,4 +289,7 @@ class PretrainedWorker(SingleThreadTorchWorker):
         _, random, sha256 = self.load_network()
         attrs = store_attrs(self.extractor, dataclasses.asdict(self.params), sha256)
         attrs["random_weights"] = random
+        _, attrs["precision_used"], cosine = self.choose_network()
+        if cosine is not None:
+            attrs["int8_min_cosine"] = cosine
         return attrs

@@ -9,16 +9,10 @@ on tiny synthetic videos); VGG16's adaptive pooling to 7 x 7 keeps the dense lay
 
 Cost: ~15.5 GFLOP a frame at 224 x 224. The fast path decodes the stream once and converts
 (and rescales, in swscale) only the frames that the 15.1 fps grid picks, and runs a clip's
-frames through the network in batches, channels-last. `precision: auto` takes bf16 autocast
-where the CPU has AMX tiles, and int8 elsewhere: fp32 runs near the peak of a CPU without a
-low-precision matrix unit, and static int8 quantization through oneDNN (per-channel weights,
-activation ranges calibrated on frames of the manifest's first `calibration_clips` videos)
-is ~2.9x faster there (bench/vgg16.py, against a per-frame fp32 loop). int8 is kept only if
-it stays faithful on the corpus's own frames: on the calibration clips' frames that did not
-set the ranges, its 4096-d outputs must keep a cosine similarity >= 0.999 (`INT8_MIN_COSINE`)
-with fp32's; otherwise `auto` falls back to fp32 with a warning and an explicit `int8` is
-refused. The store records the precision used and that cosine. Every shard and worker
-calibrates on the same clips, so they quantize alike.
+frames through the network in batches, channels-last, under bf16 autocast on AMX CPUs and as
+int8 elsewhere, kept only within cosine 0.999 of fp32 on the corpus's own frames (`precision:
+auto`; see avtool/features/pretrained.py). bench/vgg16.py measures it against a per-frame
+fp32 loop: 2.9x frames per CPU-second on an AVX2 CPU.
 The network is a plain torch module whose state-dict keys are torchvision's `vgg16`, so
 `vgg16-397923af.pth` (`avtool models fetch vgg16`) loads strictly.
 """
@@ -26,25 +20,18 @@ The network is a plain torch module whose state-dict keys are torchvision's `vgg
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from avtool.core.errors import ConfigError, InputError, ItemError
+from avtool.core.errors import ConfigError
 from avtool.core.items import ItemStageResult, run_manifest_stage
-from avtool.features.pretrained import PretrainedWorker, min_cosine, resolve_precision
-
-log = logging.getLogger(__name__)
+from avtool.features.pretrained import PretrainedWorker, check_precision
 
 STAGE_VERSION = 1
 FPS = 15.1
-INT8_MIN_COSINE = 0.999
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
-CALIBRATION_FRAMES = 64  # at most, spread over the calibration clips; half calibrate, half check
 HIDDEN = 4096
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -69,12 +56,7 @@ class VGG16Params:
             raise ConfigError(f"image_size={self.image_size}: must lie in 32..1024 (224: VGG16's)")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size}: must be at least 1")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}"
-            )
-        if self.calibration_clips < 1:
-            raise ConfigError(f"calibration_clips={self.calibration_clips}: must be at least 1")
+        check_precision(self.precision, self.calibration_clips)
 
 
 def build_vgg16():
@@ -153,96 +135,23 @@ def embed(model, images: np.ndarray, precision: str = "fp32", batch_size: int = 
     return embed_in_batches(model, images, precision, batch_size)
 
 
-def calibration_frames(videos: tuple[str, ...], params: VGG16Params) -> np.ndarray:
-    """[N, 3, S, S] normalised frames of the first `params.calibration_clips` readable videos,
-    at most CALIBRATION_FRAMES, spread evenly over them."""
-    clips = []
-    for video in videos:
-        try:
-            clips.append(sample_frames(video, params.fps, params.image_size))
-        except ItemError:
-            continue
-        if len(clips) == params.calibration_clips:
-            break
-    if not clips:
-        raise InputError(
-            f"no readable video among the manifest's first {len(videos)} items to calibrate "
-            "int8 VGG16 on; download the clips first, or pass --precision fp32"
-        )
-    frames = np.concatenate(clips)
-    picked = np.unique(np.linspace(0, len(frames) - 1, CALIBRATION_FRAMES).round().astype(int))
-    return normalise(frames[picked])
-
-
 @functools.lru_cache(maxsize=1)
 def quantized_vgg16(params: VGG16Params, videos: tuple[str, ...]) -> tuple[Any, float]:
-    """(int8 VGG16, the smallest cosine similarity of its fc7 outputs with fp32's).
-
-    Static post-training quantization (torch.ao, oneDNN backend: per-channel int8 weights,
-    activation ranges observed on every other calibration frame); the cosine is measured on
-    the frames in between, which the ranges never saw.
-    """
-    import copy
-
-    import torch
+    """(int8 VGG16, the smallest cosine of its fc7 outputs with fp32's), calibrated on frames
+    of the first `params.calibration_clips` readable `videos`."""
     from torch import nn
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from avtool.features.pretrained import calibration_inputs, quantize_int8
 
     model, _, _ = load_vgg16(params)
-    frames = calibration_frames(videos, params)
-    calibrate, check = (frames[0::2], frames[1::2]) if len(frames) > 1 else (frames, frames)
-    torch.backends.quantized.engine = "onednn"
-    # The same layers as `forward`, as one module that torch.fx can trace.
+    frames = calibration_inputs(
+        videos,
+        lambda video: normalise(sample_frames(video, params.fps, params.image_size)),
+        params.calibration_clips,
+    )
+    # The layers `forward` runs, as one module that torch.fx can trace.
     layers = nn.Sequential(model.features, model.avgpool, nn.Flatten(1), *model.classifier[:5])
-    example = (torch.from_numpy(calibrate[:1]),)
-    with warnings.catch_warnings():
-        # torch.ao announces its own removal (still present in the pinned torch 2.13).
-        warnings.filterwarnings("ignore", message=".*(deprecated|reduce_range).*")
-        prepared = prepare_fx(
-            copy.deepcopy(layers).eval(), get_default_qconfig_mapping("onednn"), example
-        )
-        with torch.no_grad():
-            for start in range(0, len(calibrate), params.batch_size):
-                prepared(torch.from_numpy(calibrate[start : start + params.batch_size]))
-        quantized = convert_fx(prepared)
-    cosine = min_cosine(
-        embed(model, check, "fp32", params.batch_size),
-        embed(quantized, check, "int8", params.batch_size),
-    )
-    return quantized, cosine
-
-
-def choose_network(params: VGG16Params, videos: tuple[str, ...]) -> tuple[Any, str, float | None]:
-    """(network, the precision it runs at, int8's calibration cosine or None).
-
-    `auto`: bf16 on AMX CPUs and int8 elsewhere, if int8 keeps cosine >= INT8_MIN_COSINE on the
-    calibration clips; fp32 (with a warning) if not. An explicit `int8` that falls short is
-    refused.
-    """
-    import torch
-
-    model, _, _ = load_vgg16(params)
-    precision = params.precision
-    has_int8 = "onednn" in torch.backends.quantized.supported_engines
-    if precision == "auto":
-        precision = resolve_precision("auto")
-        precision = "int8" if precision == "fp32" and has_int8 else precision
-    if precision == "int8" and not has_int8:
-        raise ConfigError("precision=int8: this torch build has no oneDNN quantized engine")
-    if precision != "int8":
-        return model.to(memory_format=torch.channels_last), precision, None
-    quantized, cosine = quantized_vgg16(params, videos)
-    if cosine >= INT8_MIN_COSINE:
-        return quantized, "int8", cosine
-    message = (
-        f"int8 VGG16 departs from fp32 on the calibration clips (smallest cosine {cosine:.5f} < "
-        f"{INT8_MIN_COSINE})"
-    )
-    if params.precision == "int8":
-        raise InputError(f"{message}; pass --precision fp32 (or auto)")
-    log.warning("%s; computing in fp32", message)
-    return model.to(memory_format=torch.channels_last), "fp32", cosine
+    return quantize_int8(model, layers, frames, params.batch_size)
 
 
 @dataclass
@@ -254,17 +163,15 @@ class VGG16Worker(PretrainedWorker):
     def load_network(self) -> tuple[Any, bool, str]:
         return load_vgg16(self.params)
 
-    def load(self) -> None:
-        _, self._random, _ = self.load_network()
-        self._model, self._precision, _ = choose_network(self.params, self.calibration_videos)
+    def choose_network(self) -> tuple[Any, str, float | None]:
+        from avtool.features.pretrained import choose_network
 
-    def store_attrs(self) -> dict[str, Any]:
-        attrs = super().store_attrs()
-        _, precision, cosine = choose_network(self.params, self.calibration_videos)
-        attrs["precision_used"] = precision
-        if cosine is not None:
-            attrs["int8_min_cosine"] = cosine
-        return attrs
+        model, _, _ = self.load_network()
+        return choose_network(
+            model,
+            self.params.precision,
+            lambda: quantized_vgg16(self.params, self.calibration_videos),
+        )
 
     def __call__(self, item: dict[str, Any]) -> np.ndarray:
         frames = sample_frames(video_of(item), self.params.fps, self.params.image_size)

@@ -14,13 +14,15 @@ post-processing (the paper uses "the outputs of the last feedforward layer").
 
 The network is a plain torch module whose state-dict keys are torchvggish's, so the published
 `vggish-10086976.pth` (`avtool models fetch vggish`) loads strictly. All of a clip's patches go
-through it as one batch, channels-last, under bf16 autocast where the CPU has AMX tiles.
+through it in batches, channels-last, under bf16 autocast on AMX CPUs and as int8 elsewhere,
+kept only within cosine 0.999 of fp32 on the corpus's own patches (`precision: auto`; see
+avtool/features/pretrained.py).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from avtool.core.errors import ConfigError
 from avtool.core.items import ItemStageResult, run_manifest_stage
-from avtool.features.pretrained import PretrainedWorker
+from avtool.features.pretrained import PretrainedWorker, check_precision
 
 STAGE_VERSION = 1
 SR = 16000
@@ -47,14 +49,16 @@ class VGGishParams:
     weights: str = ""  # checkpoint file or folder; empty: the `avtool models fetch` cache
     allow_random_weights: bool = False
     patch_hop_seconds: float = 0.06  # 0.96 s patches overlapping by 0.9 s
-    precision: str = "auto"  # auto (bf16 on AMX CPUs) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on AMX CPUs, else int8 if faithful) | fp32 | bf16 | int8
     batch_size: int = 256  # patches per forward pass
+    calibration_clips: int = 2  # int8: the manifest's first N readable clips set its ranges
 
     def __post_init__(self) -> None:
         if self.patch_hop_seconds <= 0:
             raise ConfigError(f"patch_hop_seconds={self.patch_hop_seconds}: must be positive")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size}: must be at least 1")
+        check_precision(self.precision, self.calibration_clips)
 
     @property
     def patch_hop_frames(self) -> int:
@@ -170,19 +174,48 @@ def embed(model, patches: np.ndarray, precision: str = "fp32", batch_size: int =
     return embed_in_batches(model, patches[:, None], precision, batch_size)
 
 
+def clip_patches(path: str, params: VGGishParams) -> np.ndarray:
+    """[N, 96, 64] log-mel patches of one audio file, as the network reads them."""
+    from avtool.core.audio import load_audio
+
+    waveform, _ = load_audio(path, sr=SR)
+    return examples(waveform, params.patch_hop_frames)
+
+
+@functools.lru_cache(maxsize=1)
+def quantized_vggish(params: VGGishParams, paths: tuple[str, ...]) -> tuple[Any, float]:
+    """(int8 VGGish, the smallest cosine of its embeddings with fp32's), calibrated on patches
+    of the first `params.calibration_clips` readable `paths`."""
+    from avtool.features.pretrained import calibration_inputs, quantize_int8
+
+    model, _, _ = load_vggish(params)
+    patches = calibration_inputs(
+        paths, lambda path: clip_patches(path, params)[:, None], params.calibration_clips
+    )
+    return quantize_int8(model, model, patches, params.batch_size)
+
+
 @dataclass
 class VGGishWorker(PretrainedWorker):
     params: VGGishParams
+    calibration_paths: tuple[str, ...] = field(default_factory=tuple)
     extractor = "vggish"
 
     def load_network(self) -> tuple[Any, bool, str]:
         return load_vggish(self.params)
 
-    def __call__(self, item: dict[str, Any]) -> np.ndarray:
-        from avtool.core.audio import load_audio
+    def choose_network(self) -> tuple[Any, str, float | None]:
+        from avtool.features.pretrained import choose_network
 
-        waveform, _ = load_audio(item["path"], sr=SR)
-        patches = examples(waveform, self.params.patch_hop_frames)
+        model, _, _ = self.load_network()
+        return choose_network(
+            model,
+            self.params.precision,
+            lambda: quantized_vggish(self.params, self.calibration_paths),
+        )
+
+    def __call__(self, item: dict[str, Any]) -> np.ndarray:
+        patches = clip_patches(item["path"], self.params)
         return embed(self._model, patches, self._precision, self.params.batch_size)
 
 
@@ -190,6 +223,11 @@ def extract_vggish(
     manifest: Path, out: Path, params: VGGishParams, **options: Any
 ) -> ItemStageResult:
     """[patches, 128] VGGish embeddings of every manifest item into the store `out`."""
+    from avtool.core.manifest import read_manifest
+
+    # Candidates, in manifest order, so that every shard and worker calibrates on the same clips.
+    candidates = read_manifest(manifest)[: 10 * params.calibration_clips]
+    worker = VGGishWorker(params, tuple(item["path"] for item in candidates))
     return run_manifest_stage(
-        "features.vggish", STAGE_VERSION, manifest, out, params, VGGishWorker(params), **options
+        "features.vggish", STAGE_VERSION, manifest, out, params, worker, **options
     )
