@@ -265,8 +265,13 @@ class PretrainedWorker(SingleThreadTorchWorker):
     were random and the precision the network runs at."""
 
     extractor: str = ""
+    can_quantize = False  # whether `quantized` builds an int8 network (precision auto|int8)
 
     def load_network(self) -> tuple[Any, bool, str]:
+        raise NotImplementedError
+
+    def quantized(self) -> tuple[Any, float]:
+        """(int8 network, its calibration cosine), where `can_quantize`."""
         raise NotImplementedError
 
     def choose_network(self) -> tuple[Any, str, float | None]:
@@ -274,8 +279,10 @@ class PretrainedWorker(SingleThreadTorchWorker):
         import torch
 
         model, _, _ = self.load_network()
-        precision = resolve_precision(self.params.precision)
-        return model.to(memory_format=torch.channels_last), precision, None
+        if not self.can_quantize:
+            precision = resolve_precision(self.params.precision)
+            return model.to(memory_format=torch.channels_last), precision, None
+        return choose_network(model, self.params.precision, self.quantized)
 
     def load(self) -> None:
         _, self._random, _ = self.load_network()

@@ -158,20 +158,14 @@ def quantized_vgg16(params: VGG16Params, videos: tuple[str, ...]) -> tuple[Any, 
 class VGG16Worker(PretrainedWorker):
     params: VGG16Params
     calibration_videos: tuple[str, ...] = field(default_factory=tuple)
+    can_quantize = True
     extractor = "vgg16"
 
     def load_network(self) -> tuple[Any, bool, str]:
         return load_vgg16(self.params)
 
-    def choose_network(self) -> tuple[Any, str, float | None]:
-        from avtool.features.pretrained import choose_network
-
-        model, _, _ = self.load_network()
-        return choose_network(
-            model,
-            self.params.precision,
-            lambda: quantized_vgg16(self.params, self.calibration_videos),
-        )
+    def quantized(self) -> tuple[Any, float]:
+        return quantized_vgg16(self.params, self.calibration_videos)
 
     def __call__(self, item: dict[str, Any]) -> np.ndarray:
         frames = sample_frames(video_of(item), self.params.fps, self.params.image_size)

@@ -199,20 +199,14 @@ def quantized_vggish(params: VGGishParams, paths: tuple[str, ...]) -> tuple[Any,
 class VGGishWorker(PretrainedWorker):
     params: VGGishParams
     calibration_paths: tuple[str, ...] = field(default_factory=tuple)
+    can_quantize = True
     extractor = "vggish"
 
     def load_network(self) -> tuple[Any, bool, str]:
         return load_vggish(self.params)
 
-    def choose_network(self) -> tuple[Any, str, float | None]:
-        from avtool.features.pretrained import choose_network
-
-        model, _, _ = self.load_network()
-        return choose_network(
-            model,
-            self.params.precision,
-            lambda: quantized_vggish(self.params, self.calibration_paths),
-        )
+    def quantized(self) -> tuple[Any, float]:
+        return quantized_vggish(self.params, self.calibration_paths)
 
     def __call__(self, item: dict[str, Any]) -> np.ndarray:
         patches = clip_patches(item["path"], self.params)
