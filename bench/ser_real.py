@@ -65,6 +65,32 @@ def _job(args: tuple) -> dict:
     return results
 
 
+def seed_ensemble(runs: list[Path], features: dict[str, np.ndarray]) -> list[float]:
+    """Per fold, the accuracy of the softmax mean of every run's networks: what one
+    `train ser --seed S --seeds N` run gives, whose members are seeds S..S+N-1, here the
+    bench's N one-seed runs."""
+    from avtool.recipes.ser.fit import Scaler, network_probabilities
+    from avtool.recipes.ser.train import fold_dir, fold_networks, run_config
+
+    config = run_config(runs[0])
+    accuracies = []
+    for index in range(len(list(runs[0].glob("fold-*")))):
+        records = [json.loads((fold_dir(run, index) / "fold.json").read_text()) for run in runs]
+        ids = records[0]["test_ids"]
+        x = np.stack([features[i] for i in ids])
+        # RAVDESS names: emotion code (01 neutral .. 08 surprised) in field 3.
+        y = np.array([int(i.split("-")[2]) - 1 for i in ids])
+        scaler = Scaler(records[0]["scaler"]["mean"], records[0]["scaler"]["std"])
+        models = [
+            m
+            for run, r in zip(runs, records, strict=True)
+            for m in fold_networks(run, config, r, x.shape[1])
+        ]
+        predicted = network_probabilities(models, scaler(x)).argmax(axis=1)
+        accuracies.append(float((predicted == y).mean()))
+    return accuracies
+
+
 def _cell(accuracies: list[float], runs: int) -> str:
     if not accuracies:
         return "–"
@@ -158,6 +184,33 @@ def main() -> None:
         print("|---|" + "---|" * (len(EMOTIONS) + 1))
         for emotion, row, value in zip(EMOTIONS, confusion, recall, strict=True):
             print(f"| {emotion} | " + " | ".join(map(str, row)) + f" | {100 * value:.0f}% |")
+    seed_runs = {
+        (job[2], job[3]): [j[1] for j in jobs if (j[2], j[3]) == (job[2], job[3])] for job in jobs
+    }
+    ensembles = {
+        key: runs for key, runs in seed_runs.items() if key[0] in NETWORKS and len(runs) > 1
+    }
+    if ensembles:
+        data = np.load(NPZ)
+        features = {
+            str(name).rsplit(".", 1)[0]: row
+            for name, row in zip(data["filenames"], data["features"], strict=True)
+        }
+        print(
+            "\nSoftmax mean of the seeds' networks per fold (what `train ser --seeds N` gives: "
+            "one ensemble per fold, so the spread is over folds only):\n"
+        )
+        print("| model | random 80/20 | speaker-independent (2 actors per fold) |")
+        print("|---|---|---|")
+        for model in [m for m in models if m in NETWORKS]:
+            cells = []
+            for protocol in ("random", "actors"):
+                runs = ensembles.get((model, protocol))
+                scores = seed_ensemble(runs, features) if runs else []
+                cells.append(_cell(scores, 1).replace(" x 1 seeds", "") if scores else "–")
+            print(
+                f"| {model} ({len(ensembles.get((model, 'actors'), []))} seeds) | {cells[0]} | {cells[1]} |"
+            )
     summary = {f"{m}/{p}": accuracies(m, p) for m, p in table}
     os.makedirs(args.work, exist_ok=True)
     (args.work / "accuracies.json").write_text(json.dumps(summary, indent=1))

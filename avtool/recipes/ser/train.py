@@ -203,20 +203,25 @@ def run_config(run: Path) -> SerConfig:
     return config
 
 
-def fold_predictor(run: Path, config: SerConfig, record: dict[str, Any], feature_dim: int):
-    """features [N, D] -> predicted class indices, from one finished fold."""
-    directory = fold_dir(run, record["index"])
-    scaler = Scaler(record["scaler"]["mean"], record["scaler"]["std"])
-    if config.model not in NETWORKS:
-        with open(directory / "model.pkl", "rb") as handle:
-            classifier = pickle.load(handle)  # our own file, written by train_ser
-        return lambda x: classifier.predict(scaler(x))
+def fold_networks(run: Path, config: SerConfig, record: dict[str, Any], feature_dim: int) -> list:
+    """The networks (eval mode) of one finished fold of a network run."""
     from avtool.models.ser import build_model
     from avtool.train import checkpoint
 
     models = []
     for name in record["files"]:
         model = build_model(config.model, len(EMOTIONS), config.recipe("dropout"), feature_dim)
-        model.load_state_dict(checkpoint.load(directory / name)["model"])
+        model.load_state_dict(checkpoint.load(fold_dir(run, record["index"]) / name)["model"])
         models.append(model.eval())
+    return models
+
+
+def fold_predictor(run: Path, config: SerConfig, record: dict[str, Any], feature_dim: int):
+    """features [N, D] -> predicted class indices, from one finished fold."""
+    scaler = Scaler(record["scaler"]["mean"], record["scaler"]["std"])
+    if config.model not in NETWORKS:
+        with open(fold_dir(run, record["index"]) / "model.pkl", "rb") as handle:
+            classifier = pickle.load(handle)  # our own file, written by train_ser
+        return lambda x: classifier.predict(scaler(x))
+    models = fold_networks(run, config, record, feature_dim)
     return lambda x: network_probabilities(models, scaler(x)).argmax(axis=1)
