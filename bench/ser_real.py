@@ -69,6 +69,7 @@ def seed_ensemble(runs: list[Path], features: dict[str, np.ndarray]) -> list[flo
     """Per fold, the accuracy of the softmax mean of every run's networks: what one
     `train ser --seed S --seeds N` run gives, whose members are seeds S..S+N-1, here the
     bench's N one-seed runs."""
+    from avtool.corpora.ravdess import parse_name
     from avtool.recipes.ser.fit import Scaler, network_probabilities
     from avtool.recipes.ser.train import fold_dir, fold_networks, run_config
 
@@ -78,8 +79,7 @@ def seed_ensemble(runs: list[Path], features: dict[str, np.ndarray]) -> list[flo
         records = [json.loads((fold_dir(run, index) / "fold.json").read_text()) for run in runs]
         ids = records[0]["test_ids"]
         x = np.stack([features[i] for i in ids])
-        # RAVDESS names: emotion code (01 neutral .. 08 surprised) in field 3.
-        y = np.array([int(i.split("-")[2]) - 1 for i in ids])
+        y = np.array([parse_name(f"{i}.wav")["emotion_code"] - 1 for i in ids])
         scaler = Scaler(records[0]["scaler"]["mean"], records[0]["scaler"]["std"])
         models = [
             m
@@ -184,9 +184,9 @@ def main() -> None:
         print("|---|" + "---|" * (len(EMOTIONS) + 1))
         for emotion, row, value in zip(EMOTIONS, confusion, recall, strict=True):
             print(f"| {emotion} | " + " | ".join(map(str, row)) + f" | {100 * value:.0f}% |")
-    seed_runs = {
-        (job[2], job[3]): [j[1] for j in jobs if (j[2], j[3]) == (job[2], job[3])] for job in jobs
-    }
+    seed_runs: dict[tuple[str, str], list[Path]] = {}
+    for job in jobs:
+        seed_runs.setdefault((job[2], job[3]), []).append(job[1])
     ensembles = {
         key: runs for key, runs in seed_runs.items() if key[0] in NETWORKS and len(runs) > 1
     }

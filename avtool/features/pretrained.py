@@ -165,6 +165,15 @@ def check_precision(precision: str, calibration_clips: int) -> None:
         raise ConfigError(f"calibration_clips={calibration_clips}: must be at least 1")
 
 
+def calibration_candidates(manifest: Path, clips: int, field: str) -> tuple[str, ...]:
+    """The files int8 calibrates on, in manifest order (so every shard and worker calibrates on
+    the same ones): `field` of the first 10 x `clips` items (else `path`); unreadable ones are
+    skipped later."""
+    from avtool.core.manifest import read_manifest
+
+    return tuple(item.get(field) or item["path"] for item in read_manifest(manifest)[: 10 * clips])
+
+
 def calibration_inputs(
     paths: tuple[str, ...], read: Callable[[str], np.ndarray], clips: int
 ) -> np.ndarray:

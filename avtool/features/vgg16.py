@@ -184,11 +184,10 @@ def extract_vgg16(
 
     Items are read from their `video` field (the DCASE manifest's mp4), else from `path`.
     """
-    from avtool.core.manifest import read_manifest
+    from avtool.features.pretrained import calibration_candidates
 
-    # Candidates, in manifest order, so that every shard and worker calibrates on the same clips.
-    candidates = read_manifest(manifest)[: 10 * params.calibration_clips]
-    worker = VGG16Worker(params, tuple(video_of(item) for item in candidates))
+    videos = calibration_candidates(manifest, params.calibration_clips, "video")
+    worker = VGG16Worker(params, videos)
     return run_manifest_stage(
         "features.vgg16", STAGE_VERSION, manifest, out, params, worker, **options
     )

@@ -217,11 +217,10 @@ def extract_vggish(
     manifest: Path, out: Path, params: VGGishParams, **options: Any
 ) -> ItemStageResult:
     """[patches, 128] VGGish embeddings of every manifest item into the store `out`."""
-    from avtool.core.manifest import read_manifest
+    from avtool.features.pretrained import calibration_candidates
 
-    # Candidates, in manifest order, so that every shard and worker calibrates on the same clips.
-    candidates = read_manifest(manifest)[: 10 * params.calibration_clips]
-    worker = VGGishWorker(params, tuple(item["path"] for item in candidates))
+    paths = calibration_candidates(manifest, params.calibration_clips, "path")
+    worker = VGGishWorker(params, paths)
     return run_manifest_stage(
         "features.vggish", STAGE_VERSION, manifest, out, params, worker, **options
     )
