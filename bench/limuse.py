@@ -2,22 +2,26 @@
 
 K=32 with the authors' configuration (voiceprint 512, face 256, N=128, L=16) on `--seconds`
 of dual-channel audio at 16 kHz, on the CPU:
-- training: one Adam step (forward, negative SI-SDR, backward, clipping at 5) at batch
-  `--batch`, with and without activation checkpointing; each in a fresh process, whose peak
-  resident memory (ru_maxrss) less the memory before the step is the step's peak;
+- training: Adam steps (forward, negative SI-SDR, backward, clipping at 5) at each batch of
+  `--batches`, with and without activation checkpointing, on every thread torch uses; each in
+  a fresh process, timed over the steps after the first (which pays one-time allocation);
+  peak resident memory (ru_maxrss) less the memory before the first step is the peak;
 - inference on one thread: the full-precision model and the model loaded from its packed
-  3-bit/8-bit file (`avtool.quant.pack`), real-time factor = seconds / audio seconds.
+  3-bit/8-bit file (`avtool.quant.pack`), real-time factor = seconds / audio seconds, each
+  run in pieces (the model's default) and whole (one piece a block: what the same layers
+  cost without the split), best of `--repeats`.
 
 The authors' implementation is not installable here (no network, and its code is not ours to
 ship), so its figures are the ones the issue measured on this machine kind (10 s per training
 step of one 3 s mixture, 7.2 GB peak; inference 4.8 s, RTF 1.6): ratios against them are
-across runs, not within one; the checkpointing on/off and packed/full ratios are within this
-run. The CPUs are shared: rerun on an idle machine for absolute figures.
+across runs, not within one; the pieces/whole, checkpointing and packed/full ratios are within
+this run. The CPUs may be shared: rerun on an idle machine for absolute figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -42,7 +46,7 @@ def _inputs(batch: int, seconds: float):
     )
 
 
-def _train_step(batch: int, seconds: float, checkpointing: bool) -> dict:
+def _train_steps(batch: int, seconds: float, checkpointing: bool, steps: int) -> dict:
     import torch
 
     from avtool.metrics.si_sdr import negative_si_sdr
@@ -53,22 +57,49 @@ def _train_step(batch: int, seconds: float, checkpointing: bool) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     mixture, voiceprint, visual, target = _inputs(batch, seconds)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    started = time.perf_counter()
-    loss = negative_si_sdr(model(mixture, voiceprint, visual), target)
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-    optimizer.step()
-    elapsed = time.perf_counter() - started
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        loss = negative_si_sdr(model(mixture, voiceprint, visual), target)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        times.append(time.perf_counter() - started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    steady = sum(times[1:]) / len(times[1:]) if len(times) > 1 else times[0]
     return {
-        "seconds": elapsed,
-        "samples_per_s": batch / elapsed,
+        "threads": torch.get_num_threads(),
+        "first_step_seconds": times[0],
+        "seconds_per_step": steady,
+        "samples_per_s": batch / steady,
         "peak_gb_per_sample": peak / batch / 1e9,
     }
 
 
-def _inference(seconds: float) -> dict:
+@contextlib.contextmanager
+def _whole():
+    """Each block in one piece, as the stack ran before it was split."""
+    import avtool.models.limuse as limuse
+
+    saved = limuse.TAC_SPAN_FRAMES, limuse.CONV_BLOCK_CHUNK_ELEMENTS
+    limuse.TAC_SPAN_FRAMES, limuse.CONV_BLOCK_CHUNK_ELEMENTS = 1 << 40, 1 << 60
+    try:
+        yield
+    finally:
+        limuse.TAC_SPAN_FRAMES, limuse.CONV_BLOCK_CHUNK_ELEMENTS = saved
+
+
+def _rtf(model, inputs, seconds: float, repeats: int) -> tuple[float, object]:
+    best, output = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        output = model(*inputs)
+        best = min(best, time.perf_counter() - started)
+    return best / seconds, output
+
+
+def _inference(seconds: float, repeats: int) -> dict:
     import torch
 
     from avtool.models.limuse import LiMuSE, LimuseModelConfig
@@ -81,58 +112,65 @@ def _inference(seconds: float) -> dict:
     config = LimuseModelConfig()
     model = LiMuSE(config).eval()
     mixture, voiceprint, visual, _ = _inputs(1, seconds)
+    inputs = (mixture, voiceprint, visual)
     result = {}
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        full = model(mixture, voiceprint, visual)
-        result["rtf_full"] = (time.perf_counter() - started) / seconds
+        result["rtf_full"], full = _rtf(model, inputs, seconds, repeats)
+        with _whole():
+            result["rtf_full_whole"], whole = _rtf(model, inputs, seconds, repeats)
+        result["max_deviation_pieces_vs_whole"] = float((full - whole).abs().max())
         quantize_model(model, 3, 8)
         model.eval()
         size = export_packed(model, LiMuSE(config), Path(tmp) / "m.avtq",
                              {"arch": "limuse", "model": asdict(config)}, 3, 8)  # fmt: skip
         packed, _ = load_packed(Path(tmp) / "m.avtq", build_model)
-        started = time.perf_counter()
-        low = packed(mixture, voiceprint, visual)
-        result["rtf_packed"] = (time.perf_counter() - started) / seconds
+        result["rtf_packed"], low = _rtf(packed, inputs, seconds, repeats)
+        with _whole():
+            result["rtf_packed_whole"], _ = _rtf(packed, inputs, seconds, 1)
         result["packed_bytes"] = size
-        result["max_deviation_packed_vs_fake_quantized"] = float(
-            (model(mixture, voiceprint, visual) - low).abs().max()
-        )
+        result["max_deviation_packed_vs_fake_quantized"] = float((model(*inputs) - low).abs().max())
         result["full_output_rms"] = float(full.pow(2).mean().sqrt())
+    result["pieces_speedup_full"] = result["rtf_full_whole"] / result["rtf_full"]
+    result["pieces_speedup_packed"] = result["rtf_packed_whole"] / result["rtf_packed"]
     return result
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--one", choices=["plain", "checkpointing"], help=argparse.SUPPRESS)
+    parser.add_argument("--batches", default="2,8", help="training batch sizes, comma-separated")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per run")
+    parser.add_argument("--repeats", type=int, default=2, help="inference runs (best kept)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["limuse"] else sys.argv[1:])
     if args.one:
-        print(json.dumps(_train_step(args.batch, args.seconds, args.one == "checkpointing")))
+        mode, batch = args.one.split(":")
+        print(
+            json.dumps(_train_steps(int(batch), args.seconds, mode == "checkpointing", args.steps))
+        )
         return {}
-    result: dict = {"benchmark": "limuse", "seconds": args.seconds, "batch": args.batch}
-    for mode in ("plain", "checkpointing"):
-        command = [sys.executable, __file__, "--one", mode, "--batch", str(args.batch),
-                   "--seconds", str(args.seconds)]  # fmt: skip
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        result[f"train_{mode}"] = json.loads(output.strip().splitlines()[-1])
-    result["inference"] = _inference(args.seconds)
-    per_sample = result["train_plain"]["seconds"] / args.batch * 3.0 / args.seconds
-    result["vs_authors_across_runs"] = {
-        "train_speedup": AUTHORS["train_seconds_per_sample"] / per_sample,
-        "train_memory_ratio_plain": result["train_plain"]["peak_gb_per_sample"]
-        * 3.0
-        / args.seconds
-        / AUTHORS["train_peak_gb_per_sample"],
-        "train_memory_ratio_checkpointing": result["train_checkpointing"]["peak_gb_per_sample"]
-        * 3.0
-        / args.seconds
-        / AUTHORS["train_peak_gb_per_sample"],
-        "inference_speedup_full": AUTHORS["rtf"] / result["inference"]["rtf_full"],
-    }
-    result["checkpointing_memory_saving"] = result["train_plain"]["peak_gb_per_sample"] / max(
-        result["train_checkpointing"]["peak_gb_per_sample"], 1e-9
+    result: dict = {"benchmark": "limuse", "seconds": args.seconds, "train": {}}
+    scale = 3.0 / args.seconds  # the authors' figures are for 3 s mixtures
+    for batch in (int(b) for b in args.batches.split(",")):
+        for mode in ("plain", "checkpointing"):
+            command = [sys.executable, __file__, "--one", f"{mode}:{batch}", "--steps",
+                       str(args.steps), "--seconds", str(args.seconds)]  # fmt: skip
+            run = subprocess.run(command, capture_output=True, text=True)
+            if run.returncode:  # e.g. killed for memory: say so and go on
+                result["train"][f"{mode}_batch{batch}"] = {"failed": run.stderr[-300:]}
+                continue
+            step = json.loads(run.stdout.strip().splitlines()[-1])
+            step["speedup_vs_authors"] = AUTHORS["train_seconds_per_sample"] / (
+                step["seconds_per_step"] / batch * scale
+            )
+            step["memory_vs_authors_per_sample"] = (
+                step["peak_gb_per_sample"] * scale / AUTHORS["train_peak_gb_per_sample"]
+            )
+            result["train"][f"{mode}_batch{batch}"] = step
+            print(json.dumps({f"{mode}_batch{batch}": step}), flush=True)
+    result["inference"] = _inference(args.seconds, args.repeats)
+    result["inference"]["speedup_vs_authors_full"] = (
+        AUTHORS["rtf"] / result["inference"]["rtf_full"]
     )
     print(json.dumps(result))
     return result

@@ -109,3 +109,64 @@ def test_models_summary_cli(cli):
     assert out.splitlines() == ["params: 2482085"]
     code, _, err = cli("models", "summary", "nope")
     assert code == 2 and "no such model" in err
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_running_in_pieces_equals_running_whole(monkeypatch, quantized):
+    """The stack runs TAC over spans of frames and the conv block over rows; with pieces
+    smaller than the input (2 spans, rows one at a time) outputs and gradients equal the
+    one-piece run's, also with 8-bit min-max activations, whose grids span every piece."""
+    import avtool.models.limuse as limuse
+    from avtool.quant.weights import quantize_model
+
+    spans_run, rows_run = [], []
+    mix, residual = limuse.TAC._mix, limuse.ConvBlock._residual
+
+    def spy_mix(tac, x, until=None):
+        if until is None:
+            spans_run.append(x.shape[-1])
+        return mix(tac, x, until)
+
+    def spy_residual(conv, x, until=None):
+        if until is None:
+            rows_run.append(x.shape[0])
+        return residual(conv, x, until)
+
+    monkeypatch.setattr(limuse.TAC, "_mix", spy_mix)
+    monkeypatch.setattr(limuse.ConvBlock, "_residual", spy_residual)
+    torch.manual_seed(0)
+    inputs = (torch.randn(2, 2, 1200), torch.randn(2, 8), torch.randn(2, 3, 6))
+    runs = []
+    for span, elements in ((10**9, 10**12), (110, 1)):
+        monkeypatch.setattr(limuse, "TAC_SPAN_FRAMES", span)
+        monkeypatch.setattr(limuse, "CONV_BLOCK_CHUNK_ELEMENTS", elements)
+        torch.manual_seed(1)
+        model = LiMuSE(_small())
+        if quantized:
+            quantize_model(model, 3, 8)
+        output = model(*inputs)
+        output.pow(2).mean().backward()
+        runs.append((output, [p.grad for p in model.parameters() if p.grad is not None]))
+    # 4 blocks of 149 frames and 2 items x 4 groups: whole, then spans of 110 + 39 frames and
+    # one row at a time.
+    assert spans_run == [149] * 4 + [110, 39] * 4
+    assert rows_run == [8] * 4 + [1] * 32
+    (whole, whole_grads), (pieces, piece_grads) = runs
+    assert torch.allclose(whole, pieces, atol=1e-5)
+    assert len(whole_grads) == len(piece_grads) > 0
+    for a, b in zip(whole_grads, piece_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    if quantized:  # the grids really are 8-bit ones: switching them off changes the output
+        for layer in model.quantizable_layers():
+            layer[1].act_bits = 0
+        assert not torch.allclose(model(*inputs), pieces, atol=1e-3)
+
+
+def test_pointwise_matmul_equals_the_convolution():
+    from avtool.models.limuse import QuantConv1d
+
+    torch.manual_seed(0)
+    layer = QuantConv1d(12, 144, 1)
+    x = torch.randn(32, 12, 70)
+    reference = torch.nn.functional.conv1d(x, layer.weight, layer.bias)
+    assert torch.allclose(layer(x), reference, atol=1e-5)

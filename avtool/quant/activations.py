@@ -24,5 +24,7 @@ def minmax_quantize(
         low = x.min() if low is None else low
         high = x.max() if high is None else high
         step = (high - low).clamp_min(1e-12) / (2**bits - 1)
-        quantized = torch.round((x - low) / step) * step + low
+        quantized = (x - low).div_(step).round_().mul_(step).add_(low)
+    if not x.requires_grad:  # inference: no gradient to pass through
+        return quantized
     return x + (quantized - x).detach()
