@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +48,7 @@ def main() -> dict:
     import numpy as np
     import torch
 
+    from avtool.core.memory import keep_freed_memory
     from avtool.metrics.segmentation import match_scores
     from avtool.models import segmentation as seg
     from avtool.synth.bsds import make_image
@@ -66,15 +69,19 @@ def main() -> dict:
     parser.add_argument("--precision", default="fp32", help="fp32, bf16 or auto")
     parser.add_argument("--ids", default="", help="--real: only these image ids (comma list)")
     parser.add_argument("--cost", action="store_true", help="full-size cost per iteration")
+    parser.add_argument("--precisions", default="fp32,bf16", help="--cost: which precisions")
+    parser.add_argument("--allocator", choices=["kept", "default"], help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-side", type=int, default=0, help="--real: segment a copy this size; 0 = full"
     )
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["mmt"] else sys.argv[1:])
     torch.set_num_threads(1)
+    if args.allocator != "default":
+        keep_freed_memory()
     if args.real:
         return real(args)
     if args.cost:
-        return cost(args)
+        return cost(args) if args.allocator else cost_by_allocator()
     rng = np.random.default_rng(0)
     images = [make_image(rng, args.height, args.width) for _ in range(args.images)]
     if args.stability:
@@ -118,6 +125,35 @@ def main() -> dict:
 FLOP_FLOOR = 3.07 / 0.611  # MMT over Kanezaki (M=2), per pixel and iteration; see docstring
 
 
+def cost_by_allocator() -> dict:
+    """`--cost` twice, each in its own process: malloc keeping freed memory (what avtool
+    does, `avtool.core.memory`) and glibc's default, which maps every large tensor anew."""
+    results = {}
+    for allocator in ("kept", "default"):
+        command = [sys.executable, __file__, *sys.argv[1:], "--allocator", allocator]
+        env = {**os.environ, "AVTOOL_KEEP_FREED_MEMORY": "1" if allocator == "kept" else "0"}
+        print(f"allocator {allocator}:", flush=True)
+        lines = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+        print(lines.stdout, end="", flush=True)
+        results[allocator] = json.loads(lines.stdout.strip().splitlines()[-1])
+    kept, default = results["kept"]["fp32"], results["default"]["fp32"]
+    summary = {
+        "benchmark": "mmt_cost_by_allocator",
+        "fp32_mmt_cpu_s_per_iteration": {
+            "kept": kept["mmt_cpu_s_per_iteration"],
+            "default": default["mmt_cpu_s_per_iteration"],
+        },
+        "allocator_speedup_mmt": round(
+            default["mmt_cpu_s_per_iteration"] / kept["mmt_cpu_s_per_iteration"], 2
+        ),
+        "allocator_speedup_kanezaki": round(
+            default["kanezaki_cpu_s_per_iteration"] / kept["kanezaki_cpu_s_per_iteration"], 2
+        ),
+    }
+    print(json.dumps(summary))
+    return summary
+
+
 def cost(args: argparse.Namespace) -> dict:
     """CPU seconds per iteration at full size (481×321), fp32 beside bf16 and `auto`, one run.
 
@@ -127,6 +163,7 @@ def cost(args: argparse.Namespace) -> dict:
     """
     import numpy as np
 
+    from avtool.core.memory import keep_freed_memory
     from avtool.corpora.bsds import read_image
     from avtool.models import segmentation as seg
     from avtool.synth.bsds import make_image
@@ -146,9 +183,13 @@ def cost(args: argparse.Namespace) -> dict:
         "native_bf16": seg._native_bf16(),
         "auto_resolves_to": auto,
         "flop_floor_mmt_over_kanezaki": round(FLOP_FLOOR, 2),
+        "keeps_freed_memory": keep_freed_memory(),
     }
+    precisions = args.precisions.split(",")
+    if auto not in precisions:
+        precisions.append(auto)
     per_iteration: dict[str, dict[str, float]] = {}
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         per_iteration[precision] = {}
         for method in ("mmt", "kanezaki"):
             n_conv = 3 if method == "mmt" else 2
@@ -179,9 +220,10 @@ def cost(args: argparse.Namespace) -> dict:
         }
     fast = per_iteration[auto]
     result["fast_path_speedup_over_fp32"] = round(per_iteration["fp32"]["mmt"] / fast["mmt"], 2)
-    result["bf16_speedup_over_fp32"] = round(
-        per_iteration["fp32"]["mmt"] / per_iteration["bf16"]["mmt"], 2
-    )
+    if "bf16" in per_iteration:
+        result["bf16_speedup_over_fp32"] = round(
+            per_iteration["fp32"]["mmt"] / per_iteration["bf16"]["mmt"], 2
+        )
     print(json.dumps(result))
     return result
 

@@ -170,3 +170,23 @@ def test_pointwise_matmul_equals_the_convolution():
     x = torch.randn(32, 12, 70)
     reference = torch.nn.functional.conv1d(x, layer.weight, layer.bias)
     assert torch.allclose(layer(x), reference, atol=1e-5)
+
+
+def test_prelu_equals_torchs_with_gradients():
+    from avtool.models.limuse import PReLU
+
+    torch.manual_seed(0)
+    ours, reference = PReLU(), torch.nn.PReLU()
+    with torch.no_grad():
+        ours.weight.fill_(0.3)
+        reference.weight.fill_(0.3)
+    x = torch.randn(4, 6, 50, requires_grad=True)
+    grad = torch.randn(4, 6, 50)
+    ours(x).backward(grad)
+    ours_grads = x.grad.clone(), ours.weight.grad.clone()
+    x.grad = None
+    reference(x).backward(grad)
+    assert torch.equal(ours(x), reference(x))
+    assert torch.allclose(ours_grads[0], x.grad)
+    assert torch.allclose(ours_grads[1], reference.weight.grad, rtol=1e-5)
+    assert float(ours_grads[1]) != 0.0

@@ -90,7 +90,10 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning AvtoolError into one line and an exit code."""
     from avtool.core.errors import AvtoolError
+    from avtool.core.memory import keep_freed_memory
     from avtool.core.stage import abandon_unfinished, begun_count
+
+    keep_freed_memory()
 
     # Only this command's stages: earlier in-process commands (tests, pipelines) are not ours.
     begun_before = begun_count()
