@@ -33,7 +33,6 @@ whose input is min-max quantized when its `act_bits` is set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,9 +83,11 @@ class LimuseModelConfig:
         return self.filters * (1 + (self.voiceprint_dim > 0) + (self.face_dim > 0))
 
 
-# The stack runs in pieces (TAC over spans of frames, the conv block over rows) so that the
-# wide intermediates stay a few MB: whole, they are up to 110 MB a block at K=32 and 3 s, and
-# every one of them is a fresh allocation the kernel must page in.
+# The fp32 stack runs in pieces (TAC over spans of frames, the conv block over rows) so that
+# the wide intermediates (up to 110 MB a block whole, at K=32 and 3 s) stay a few MB, in cache:
+# RTF 0.79 against 1.04 whole (bench/limuse.py, one thread). With 8-bit activations a block
+# runs whole: its min-max grids span the whole tensor, and finding them over pieces first
+# (one pass per layer) cost more than it saved (RTF 2.5 against 1.4).
 TAC_SPAN_FRAMES = 500
 CONV_BLOCK_CHUNK_ELEMENTS = 1 << 20
 
@@ -102,26 +103,6 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
 
 def spans(length: int, step: int) -> list[slice]:
     return [slice(start, start + step) for start in range(0, length, step)]
-
-
-def run_in_pieces(piece: Callable, inputs: list[torch.Tensor], layers: list) -> list[torch.Tensor]:
-    """`piece(x)` on each input, the min-max grids of the quantized `layers` spanning all the
-    pieces as if they were one tensor. `piece(x, until=layer)` returns what `layer` would be
-    given; one pass per quantized layer, in order, finds its range over every piece (the
-    earlier layers' ranges fixed), then the last pass computes."""
-    quantized = [layer for layer in layers if layer.act_bits] if len(inputs) > 1 else []
-    try:
-        for layer in quantized:
-            with torch.no_grad():
-                seen = [t for x in inputs for t in piece(x, until=layer)]
-            layer.input_range = (
-                torch.stack([t.min() for t in seen]).min(),
-                torch.stack([t.max() for t in seen]).max(),
-            )
-        return [piece(x) for x in inputs]
-    finally:
-        for layer in quantized:
-            layer.input_range = None
 
 
 class _SingleSlopePReLU(torch.autograd.Function):
@@ -154,13 +135,10 @@ class QuantConv1d(nn.Conv1d):
     """A Conv1d whose input is min-max quantized to `act_bits` (0 = off, full precision)."""
 
     act_bits: int = 0
-    input_range: tuple[torch.Tensor, torch.Tensor] | None = None  # set by `run_in_pieces`
 
     def quantize_input(self, x: torch.Tensor, low=None, high=None) -> torch.Tensor:
         if not self.act_bits:
             return x
-        if self.input_range is not None:
-            low, high = self.input_range
         from avtool.quant.activations import minmax_quantize
 
         return minmax_quantize(x, self.act_bits, low, high)
@@ -187,28 +165,21 @@ class TAC(nn.Module):
         self.norm = nn.GroupNorm(1, width, eps=1e-8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pieces = [x[..., span] for span in spans(x.shape[-1], TAC_SPAN_FRAMES)]
-        layers = [self.transform, self.average, self.concat]
-        y = torch.cat(run_in_pieces(self._mix, pieces, layers), dim=-1)
+        frames = x.shape[-1]
+        step = frames if self.concat.act_bits else TAC_SPAN_FRAMES  # grids span the whole
+        y = torch.cat([self._mix(x[..., span]) for span in spans(frames, step)], dim=-1)
         return x + self.norm(self.concat_act(y))
 
-    def _mix(self, x: torch.Tensor, until: QuantConv1d | None = None) -> Any:
-        if until is self.transform:
-            return [x]
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
         rows, _, frames = x.shape
         batch, hidden = rows // self.groups, self.average.in_channels
         f = self.transform_act(self.transform(x))
         mean = f.view(batch, self.groups, hidden, frames).mean(dim=1)
-        if until is self.average:
-            return [mean]
         g = self.average_act(self.average(mean))
-        if until is self.concat:
-            return [f, g]
         # Linear(2h -> n) on concat(f, g) without building the concatenation: the same
         # quantization grid (min-max over both halves) and the same weights, split in two.
-        low = high = None
-        if self.concat.act_bits and self.concat.input_range is None:
-            low, high = torch.minimum(f.min(), g.min()), torch.maximum(f.max(), g.max())
+        low = torch.minimum(f.min(), g.min()) if self.concat.act_bits else None
+        high = torch.maximum(f.max(), g.max()) if self.concat.act_bits else None
         f, g = self.concat.quantize_input(f, low, high), self.concat.quantize_input(g, low, high)
         weight = self.concat.weight
         local = pointwise(f, weight[:, :hidden], self.concat.bias)
@@ -237,21 +208,13 @@ class ConvBlock(nn.Module):
         rows, _, frames = x.shape
         # Each row (one group of one item) is normalised on its own, so rows split exactly.
         step = max(1, CONV_BLOCK_CHUNK_ELEMENTS // (self.expand.out_channels * frames))
-        if step >= rows:
+        if step >= rows or self.expand.act_bits:  # min-max grids span the whole tensor
             return self._residual(x)
-        pieces = [x[span] for span in spans(rows, step)]
-        layers = [self.expand, self.depthwise, self.project]
-        return torch.cat(run_in_pieces(self._residual, pieces, layers))
+        return torch.cat([self._residual(x[span]) for span in spans(rows, step)])
 
-    def _residual(self, x: torch.Tensor, until: QuantConv1d | None = None) -> Any:
-        if until is self.expand:
-            return [x]
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand_norm(self.expand_act(self.expand(x)))
-        if until is self.depthwise:
-            return [y]
         y = self.depthwise_norm(self.depthwise_act(self.depthwise(y)))
-        if until is self.project:
-            return [y]
         return x + self.project(y)
 
 
