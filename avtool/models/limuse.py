@@ -22,7 +22,8 @@ Without GC (K=1) the block is the conv block alone on all C channels.
 Layout: the stack runs on [B*K, C/K, T] from end to end. Group k holds channels
 [k*C/K, (k+1)*C/K) of the [B, C, T] tensor, so entering and leaving the grouped layout is a
 view, not a copy. TAC's linears are 1x1 convs on that layout (same parameters as nn.Linear);
-its concatenation is never built: the third linear's weight is split in the part applied to
+every 1x1 layer runs as one batched matmul (`pointwise`), and the fp32 stack in pieces. TAC's
+concatenation is never built: the third linear's weight is split in the part applied to
 each group and the part applied to the group mean, which is computed once per batch item and
 broadcast. Every conv and linear has a bias; PReLU has one parameter; the norms are
 GroupNorm(1, C) with affine parameters.
