@@ -19,15 +19,18 @@ segment count (the paper's claim: MMT's spread is the smaller). Example, paper's
 `python bench/mmt.py --stability --images 4 --seeds 5 --iterations 1000 --height 24 --width 32`.
 
 `--cost` times one full-size image (the real 481×321 sample 135069, else a synthetic one): CPU
-seconds per iteration of MMT and Kanezaki in fp32 and in bf16, side by side in one process,
-the fast path (`precision=auto` on this machine) against fp32, and the MMT/Kanezaki ratio over
-its FLOP floor. Process time, so other users of a shared machine do not count.
+seconds per iteration of MMT and Kanezaki in fp32 and in bf16 (`--precisions`), side by side
+in one process, the fast path (`precision=auto` on this machine) against fp32, and the
+MMT/Kanezaki ratio over its FLOP floor; all of it twice, in two processes, with malloc keeping
+freed memory (as the CLI runs) and with glibc's default. Process time, so other users of a
+shared machine do not count.
 
 `--real` runs every method (k-means' and Felzenszwalb's whole grids, Kanezaki, Kim µ=1 and 5,
 MMT) on the real BSDS500 samples at full size (or `--max-side`), `--seeds` seeds, and prints
 accuracy, mIoU, segment count and the per-image spread over seeds. Each run is a line of
 `--results` (resumed when rerun); MMT's output is also scored at a few iterations on the way.
-Full size at T=300 is hours per MMT run on one CPU core: start it with nohup, e.g.
+Full size at T=300 is ~50 CPU-minutes per MMT run (10 CPU-s an iteration on one AVX2 core):
+start it with nohup, e.g.
 `nohup python bench/mmt.py --real --methods kmeans,mmt --seeds 1 --results r.jsonl > r.log &`.
 """
 
