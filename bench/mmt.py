@@ -23,7 +23,8 @@ seconds per iteration of MMT and Kanezaki in fp32 and in bf16 (`--precisions`), 
 in one process, the fast path (`precision=auto` on this machine) against fp32, and the
 MMT/Kanezaki ratio over its FLOP floor; all of it twice, in two processes, with malloc keeping
 freed memory (as the CLI runs) and with glibc's default. Process time, so other users of a
-shared machine do not count.
+shared machine do not count. `--cost --device cuda` (a lent GPU) prints wall seconds per
+full-size image at T=1000 of MMT and Kanezaki instead.
 
 `--real` runs every method (k-means' and Felzenszwalb's whole grids, Kanezaki, Kim µ=1 and 5,
 MMT) on the real BSDS500 samples at full size (or `--max-side`), `--seeds` seeds, and prints
@@ -75,6 +76,9 @@ def main() -> dict:
     parser.add_argument("--precisions", default="fp32,bf16", help="--cost: which precisions")
     parser.add_argument("--allocator", choices=["kept", "default"], help=argparse.SUPPRESS)
     parser.add_argument(
+        "--device", default="cpu", help="--cost on a GPU (cuda): seconds per image at T=1000"
+    )
+    parser.add_argument(
         "--max-side", type=int, default=0, help="--real: segment a copy this size; 0 = full"
     )
     args = parser.parse_args(sys.argv[2:] if sys.argv[1:2] == ["mmt"] else sys.argv[1:])
@@ -83,6 +87,8 @@ def main() -> dict:
         keep_freed_memory()
     if args.real:
         return real(args)
+    if args.cost and args.device != "cpu":
+        return device_seconds(args)
     if args.cost:
         return cost(args) if args.allocator else cost_by_allocator()
     rng = np.random.default_rng(0)
@@ -157,6 +163,48 @@ def cost_by_allocator() -> dict:
     return summary
 
 
+def _cost_image(root: Path) -> tuple:
+    import numpy as np
+
+    from avtool.corpora.bsds import read_image
+    from avtool.synth.bsds import make_image
+
+    real_image = root / "images" / "train" / "135069.jpg"
+    if real_image.exists():
+        return read_image(real_image), f"real {real_image.name}"
+    return make_image(np.random.default_rng(0), 321, 481)[0], "synthetic"
+
+
+def device_seconds(args: argparse.Namespace, iterations: int = 1000) -> dict:
+    """`--cost --device cuda`: wall seconds per full-size image at T=1000 of MMT and Kanezaki
+    (no early stop), fp32 and `auto`, from `--iterations` timed iterations after one."""
+    from avtool.models import segmentation as seg
+
+    image, source = _cost_image(args.root)
+    result: dict = {"benchmark": "mmt_device", "device": args.device, "image": source}
+    for precision in dict.fromkeys(
+        ["fp32", "bf16" if seg.use_bf16("auto", args.device) else "fp32"]
+    ):
+        for method, n_conv in (("mmt", 3), ("kanezaki", 2)):
+
+            def run(steps: int, method=method, n_conv=n_conv, precision=precision) -> float:
+                config = seg.NetConfig(steps, n_conv=n_conv, precision=precision)
+                start = time.perf_counter()
+                if method == "mmt":
+                    seg.segment_mmt(image, 0, config, device=args.device)
+                else:
+                    seg.segment_kanezaki(image, 0, config, device=args.device, stop_early=False)
+                return time.perf_counter() - start  # labels come back to the host: synced
+
+            fixed = run(1)
+            per_iteration = (run(1 + args.iterations) - fixed) / args.iterations
+            result[f"{precision}_{method}_s_per_image_t{iterations}"] = round(
+                fixed + per_iteration * iterations, 1
+            )
+            print(json.dumps(result), flush=True)
+    return result
+
+
 def cost(args: argparse.Namespace) -> dict:
     """CPU seconds per iteration at full size (481×321), fp32 beside bf16 and `auto`, one run.
 
@@ -164,18 +212,10 @@ def cost(args: argparse.Namespace) -> dict:
     and a probe finds it faster). Iterations per CPU-second use process time, so the other
     users of a shared machine do not count; the ratios come from the same run.
     """
-    import numpy as np
-
     from avtool.core.memory import keep_freed_memory
-    from avtool.corpora.bsds import read_image
     from avtool.models import segmentation as seg
-    from avtool.synth.bsds import make_image
 
-    real_image = args.root / "images" / "train" / "135069.jpg"
-    if real_image.exists():
-        image, source = read_image(real_image), f"real {real_image.name}"
-    else:
-        image, source = make_image(np.random.default_rng(0), 321, 481)[0], "synthetic"
+    image, source = _cost_image(args.root)
     auto = "bf16" if seg.use_bf16("auto") else "fp32"
     result: dict = {
         "benchmark": "mmt_cost",
