@@ -175,6 +175,24 @@ def _cost_image(root: Path) -> tuple:
     return make_image(np.random.default_rng(0), 321, 481)[0], "synthetic"
 
 
+def _timed(image, method: str, precision: str, iterations: int, device: str, clock) -> tuple:
+    """(fixed, per-iteration) seconds by `clock` of MMT or Kanezaki (no early stop): one run of
+    1 iteration (set-up, kernel choice and the final labelling pass) and one of 1 + `iterations`."""
+    from avtool.models import segmentation as seg
+
+    def run(steps: int) -> float:
+        config = seg.NetConfig(steps, n_conv=3 if method == "mmt" else 2, precision=precision)
+        start = clock()
+        if method == "mmt":
+            seg.segment_mmt(image, 0, config, device=device)
+        else:
+            seg.segment_kanezaki(image, 0, config, device=device, stop_early=False)
+        return clock() - start  # the labels come back to the host: a GPU is synced
+
+    fixed = run(1)
+    return fixed, (run(1 + iterations) - fixed) / iterations
+
+
 def device_seconds(args: argparse.Namespace, iterations: int = 1000) -> dict:
     """`--cost --device cuda`: wall seconds per full-size image at T=1000 of MMT and Kanezaki
     (no early stop), fp32 and `auto`, from `--iterations` timed iterations after one."""
@@ -182,25 +200,14 @@ def device_seconds(args: argparse.Namespace, iterations: int = 1000) -> dict:
 
     image, source = _cost_image(args.root)
     result: dict = {"benchmark": "mmt_device", "device": args.device, "image": source}
-    for precision in dict.fromkeys(
-        ["fp32", "bf16" if seg.use_bf16("auto", args.device) else "fp32"]
-    ):
-        for method, n_conv in (("mmt", 3), ("kanezaki", 2)):
-
-            def run(steps: int, method=method, n_conv=n_conv, precision=precision) -> float:
-                config = seg.NetConfig(steps, n_conv=n_conv, precision=precision)
-                start = time.perf_counter()
-                if method == "mmt":
-                    seg.segment_mmt(image, 0, config, device=args.device)
-                else:
-                    seg.segment_kanezaki(image, 0, config, device=args.device, stop_early=False)
-                return time.perf_counter() - start  # labels come back to the host: synced
-
-            fixed = run(1)
-            per_iteration = (run(1 + args.iterations) - fixed) / args.iterations
-            result[f"{precision}_{method}_s_per_image_t{iterations}"] = round(
-                fixed + per_iteration * iterations, 1
+    auto = "bf16" if seg.use_bf16("auto", args.device) else "fp32"
+    for precision in dict.fromkeys(["fp32", auto]):
+        for method in ("mmt", "kanezaki"):
+            fixed, per_iteration = _timed(
+                image, method, precision, args.iterations, args.device, time.perf_counter
             )
+            key = f"{precision}_{method}_s_per_image_t{iterations}"
+            result[key] = round(fixed + per_iteration * iterations, 1)
             print(json.dumps(result), flush=True)
     return result
 
@@ -235,21 +242,7 @@ def cost(args: argparse.Namespace) -> dict:
     for precision in precisions:
         per_iteration[precision] = {}
         for method in ("mmt", "kanezaki"):
-            n_conv = 3 if method == "mmt" else 2
-
-            def run(iterations: int, method=method, n_conv=n_conv, precision=precision) -> None:
-                config = seg.NetConfig(iterations, n_conv=n_conv, precision=precision)
-                if method == "mmt":
-                    seg.segment_mmt(image, 0, config)
-                else:
-                    seg.segment_kanezaki(image, 0, config, stop_early=False)
-
-            start = time.process_time()
-            run(1)  # set-up, kernel choice and the final labelling pass, subtracted below
-            fixed = time.process_time() - start
-            start = time.process_time()
-            run(1 + args.iterations)
-            seconds = (time.process_time() - start - fixed) / args.iterations
+            _, seconds = _timed(image, method, precision, args.iterations, "cpu", time.process_time)
             per_iteration[precision][method] = seconds
             print(f"  {precision} {method}: {seconds:.2f} CPU-s per iteration", flush=True)
     for precision, costs in per_iteration.items():

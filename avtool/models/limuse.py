@@ -146,7 +146,7 @@ class QuantConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.quantize_input(x)
-        if self.kernel_size == (1,) and self.groups == 1 and self.stride == (1,):
+        if (self.kernel_size, self.stride, self.padding, self.groups) == ((1,), (1,), (0,), 1):
             return pointwise(x, self.weight, self.bias)
         return super().forward(x)
 
