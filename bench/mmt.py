@@ -27,8 +27,9 @@ shared machine do not count. `--cost --device cuda` (a lent GPU) prints wall sec
 full-size image at T=1000 of MMT and Kanezaki instead.
 
 `--real` runs every method (k-means' and Felzenszwalb's whole grids, Kanezaki, Kim µ=1 and 5,
-MMT) on the real BSDS500 samples at full size (or `--max-side`), `--seeds` seeds, and prints
-accuracy, mIoU, segment count and the per-image spread over seeds. Each run is a line of
+MMT at each TV weight β of `--betas`) on the real BSDS500 samples at full size (or
+`--max-side`), `--seeds` seeds, and prints accuracy, mIoU, segment count and the per-image
+spread over seeds. Each run is a line of
 `--results` (resumed when rerun); MMT's output is also scored at a few iterations on the way.
 Full size at T=300 is ~50 CPU-minutes per MMT run (10 CPU-s an iteration on one AVX2 core):
 start it with nohup, e.g.
@@ -65,6 +66,9 @@ def main() -> dict:
     parser.add_argument("--stability", action="store_true", help="seed spread, not timing")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument(
+        "--betas", default="1", help="--real: MMT's TV weights β to run (comma list)"
+    )
     parser.add_argument("--segments", type=int, default=10000, help="Kanezaki's SLIC count")
     parser.add_argument("--methods", default="mmt,kanezaki", help="--stability/--real: which")
     parser.add_argument("--real", action="store_true", help="every method on the real samples")
@@ -318,6 +322,7 @@ def _real_runs(args: argparse.Namespace) -> list[tuple[str, dict, int]]:
         "kmeans": [{"k": k} for k in (2, 5, 8, 11, 14, 17, 20)],
         "felzenszwalb": [{"scale": s} for s in (100.0, 500.0, 1000.0, 1500.0, 2000.0)],
         "kim": [{"mu": 1.0}, {"mu": 5.0}],
+        "mmt": [{"beta": float(b)} for b in args.betas.split(",")],
     }
     methods = [m for m in REAL_METHODS if m in args.methods.split(",")]
     runs = []
@@ -339,7 +344,13 @@ def _run_real(method: str, variant: dict, seed: int, image, args, progress, obse
     config = seg.NetConfig(args.iterations, n_conv=n_conv, precision=args.precision)
     if method == "mmt":
         return seg.segment_mmt(
-            image, seed, config, alpha=args.ema, progress=progress, observe=observe
+            image,
+            seed,
+            config,
+            alpha=args.ema,
+            beta=variant["beta"],
+            progress=progress,
+            observe=observe,
         )
     if method == "kanezaki":
         return seg.segment_kanezaki(image, seed, config, segments=args.segments, progress=progress)

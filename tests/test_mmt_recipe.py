@@ -12,7 +12,7 @@ from avtool.core.store import FeatureStore, StoreWriter, store_attrs
 from avtool.recipes import mmt as recipe
 
 FAST = {
-    "mmt": ["--iterations", "3", "--set", "channels=8", "--set", "ema=0.9"],
+    "mmt": ["--iterations", "3", "--set", "channels=8", "--set", "ema=0.9", "--set", "beta=[1,5]"],
     "kanezaki": ["--iterations", "3", "--set", "channels=8", "--set", "slic_segments=30"],
     "kim": ["--iterations", "3", "--set", "channels=8", "--set", "mu=[1,5]"],
     "kmeans": ["--set", "kmeans_k=[2,5,8]"],
@@ -47,8 +47,8 @@ def test_end_to_end_rows_per_run_selection_on_val_and_figures(cli, corpus):
     with FeatureStore(root / "runs" / "mmt") as store:
         assert store.attrs["params"]["seeds"] == [7, 8]
         maps = store["100001"]
-        assert maps.shape == (1, 2, 16, 24) and maps.dtype == np.uint8  # compact, lossless
-        assert store["100002"].shape == (1, 2, 24, 16)  # portrait
+        assert maps.shape == (2, 2, 16, 24) and maps.dtype == np.uint8  # compact, lossless
+        assert store["100002"].shape == (2, 2, 24, 16)  # portrait
     code, out, err = cli("evaluate", "mmt", "--manifest", manifest, *runs, "--out", root / "ev")
     assert code == 0, err
     summary = json.loads((root / "ev" / "summary.json").read_text())
@@ -59,7 +59,11 @@ def test_end_to_end_rows_per_run_selection_on_val_and_figures(cli, corpus):
         "k-means (k=5)",
         "k-means (k=8)",
     ]
-    assert len(rows) == 1 + 1 + 2 + 3 + 2
+    assert len(rows) == 2 + 1 + 2 + 3 + 2
+    assert [r["label"] for r in rows if r["method"] == "mmt"] == [
+        "MMT (ours in the paper) (β=1)",
+        "MMT (ours in the paper) (β=5)",
+    ]
     for name in FAST:
         assert sum(r["chosen"] for r in rows if r["run_name"] == name) == 1
     # The chosen k is the best on val, whatever test says; rows report test images only.
@@ -78,9 +82,9 @@ def test_end_to_end_rows_per_run_selection_on_val_and_figures(cli, corpus):
     assert chosen["variant"] == max(val, key=val.get) and chosen["selection"] == "best on val"
     assert chosen["selection_accuracy"] == pytest.approx(val[chosen["variant"]])
     assert all(r["images"] == 3 and r["missing"] == 0 for r in rows)
-    mmt_row = next(r for r in rows if r["method"] == "mmt")
+    mmt_row = next(r for r in rows if r["method"] == "mmt" and r["chosen"])
     assert (mmt_row["iterations"], mmt_row["channels"], mmt_row["n_conv"]) == (3, 8, 3)
-    assert mmt_row["seeds"] == [7, 8] and mmt_row["selection"] == "single setting"
+    assert mmt_row["seeds"] == [7, 8] and mmt_row["selection"] == "best on val"
     code, out, _ = cli("report", "mmt", "--eval", root / "ev", "--out", root / "rep")
     assert code == 0 and "| kanezaki | Kanezaki 2018 | ✓ single setting | – | 3 | 8 | 2 |" in out
     assert "grid values chosen on the val split and applied to test" in out
@@ -162,7 +166,7 @@ def test_progress_within_an_image_is_logged(corpus, caplog, monkeypatch):
         recipe.segment(manifest, root / "progress", config)
     lines = [r.getMessage() for r in caplog.records if r.name == "avtool.mmt"]
     assert len(lines) == 6 * 2
-    assert lines[0].startswith("100000 seed 0: iteration 1/2, loss ") and "segments" in lines[0]
+    assert lines[0].startswith("100000 beta=1 seed 0: iteration 1/2, loss ") and "segments" in lines[0]
 
 
 def test_compact_labels_pick_the_smallest_unsigned_type(tmp_path):

@@ -22,7 +22,9 @@ def mmt(
         "val", "--select", help="Grid values (k, scale, µ) chosen on: val, test or fixed [val]."
     ),
     fixed: list[str] = typer.Option(
-        [], "--fixed", help="With --select fixed: NAME=VALUE (k=8, scale=500, mu=5), repeatable."
+        [],
+        "--fixed",
+        help="With --select fixed: NAME=VALUE (k=8, scale=500, mu=5, beta=1), repeatable.",
     ),
     on: str = typer.Option("test", "--on", help="Split the table reports [test]."),
     stage: common.StageRun,

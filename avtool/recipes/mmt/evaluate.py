@@ -43,7 +43,7 @@ DISPLAY = {
     "kim": "Kim 2020",
     "mmt": "MMT (ours in the paper)",
 }
-_SYMBOLS = {"mu": "µ", "k": "k", "scale": "scale"}
+_SYMBOLS = {"mu": "µ", "k": "k", "scale": "scale", "beta": "β"}
 
 
 def variant_label(method: str, variant: dict[str, Any]) -> str:
@@ -57,7 +57,9 @@ def parse_fixed(values: list[str]) -> dict[str, float]:
     for text in values:
         name, sep, value = text.partition("=")
         if not sep or name not in _SYMBOLS:
-            raise InputError(f"--fixed {text!r}: expected NAME=VALUE with NAME one of k, scale, mu")
+            raise InputError(
+                f"--fixed {text!r}: expected NAME=VALUE with NAME one of k, scale, mu, beta"
+            )
         try:
             fixed[name] = float(value)
         except ValueError:

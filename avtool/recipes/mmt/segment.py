@@ -51,7 +51,9 @@ class SegmentConfig:
     momentum: float = 0.9
     min_labels: int = 3
     ema: float = 0.999
-    beta: float = 1.0
+    # MMT's TV weight β (the paper gives none; the TV is Kim 2020's mean L1): a grid chosen on
+    # val like Kim's µ when given several, e.g. `--set beta=[1,5]`.
+    beta: list[float] = field(default_factory=lambda: [1.0])
     mu: list[float] = field(default_factory=lambda: [1.0, 5.0])
     slic_segments: int = 10000
     slic_compactness: float = 100.0
@@ -101,6 +103,8 @@ def _variants(config: SegmentConfig) -> list[dict[str, Any]]:
         return [{"scale": s} for s in config.felzenszwalb_scale]
     if config.method == "kim":
         return [{"mu": m} for m in config.mu]
+    if config.method == "mmt":
+        return [{"beta": b} for b in config.beta]
     return [{}]
 
 
@@ -200,7 +204,7 @@ class SegmentWorker(SingleThreadTorchWorker):
         progress = progress_logger(tag, p["iterations"])
         if method == "mmt":
             return seg.segment_mmt(
-                image, seed, net, p["ema"], p["beta"], self.device, progress=progress
+                image, seed, net, p["ema"], variant["beta"], self.device, progress=progress
             )[0]
         if method == "kanezaki":
             return seg.segment_kanezaki(
