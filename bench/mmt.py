@@ -452,9 +452,43 @@ def real(args: argparse.Namespace) -> dict:
             f"| {row['label']} | {row['images']} | {row['seeds']} | {row['accuracy']:.4f} "
             f"| {row['accuracy_seed_std']:.4f} | {row['miou']:.4f} | {row['segments']:.1f} |"
         )
+    print_per_image([r for r in done if _same_run(r, args)])
     result = {"benchmark": "mmt_real", "iterations": args.iterations, "rows": rows}
     print(json.dumps(result))
     return result
+
+
+def print_per_image(records: list[dict], kmeans_k: int = 8) -> None:
+    """Accuracy / mIoU / segments of each CNN run per image beside k-means at k=8 (the paper's
+    reference baseline), mean over seeds."""
+    import numpy as np
+
+    def label(r: dict) -> str:
+        settings = ", ".join(f"{k}={v:g}" for k, v in r["variant"].items())
+        return r["method"] + (f" ({settings})" if settings else "")
+
+    shown = [
+        r
+        for r in records
+        if r["method"] not in ("kmeans", "felzenszwalb") or r["variant"] == {"k": kmeans_k}
+    ]
+    columns = sorted({label(r) for r in shown}, key=lambda c: (not c.startswith("kmeans"), c))
+    print(f"\nPer image, mean over seeds: accuracy / mIoU / segments (k-means at k={kmeans_k})\n")
+    print("| Image | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for image in sorted({r["id"] for r in shown}):
+        cells = []
+        for column in columns:
+            mine = [r for r in shown if r["id"] == image and label(r) == column]
+            cells.append(
+                " / ".join(
+                    f"{np.mean([r[key] for r in mine]):{fmt}}"
+                    for key, fmt in (("accuracy", ".4f"), ("miou", ".4f"), ("segments", ".0f"))
+                )
+                if mine
+                else "–"
+            )
+        print(f"| {image} | " + " | ".join(cells) + " |")
 
 
 def real_table(records: list[dict]) -> list[dict]:
