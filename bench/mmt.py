@@ -67,7 +67,7 @@ def main() -> dict:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument(
-        "--betas", default="1", help="--real: MMT's TV weights β to run (comma list)"
+        "--betas", default="5", help="--real: MMT's TV weights β to run (comma list)"
     )
     parser.add_argument("--segments", type=int, default=10000, help="Kanezaki's SLIC count")
     parser.add_argument("--methods", default="mmt,kanezaki", help="--stability/--real: which")

@@ -166,7 +166,9 @@ def test_progress_within_an_image_is_logged(corpus, caplog, monkeypatch):
         recipe.segment(manifest, root / "progress", config)
     lines = [r.getMessage() for r in caplog.records if r.name == "avtool.mmt"]
     assert len(lines) == 6 * 2
-    assert lines[0].startswith("100000 beta=1 seed 0: iteration 1/2, loss ") and "segments" in lines[0]
+    assert (
+        lines[0].startswith("100000 beta=5 seed 0: iteration 1/2, loss ") and "segments" in lines[0]
+    )
 
 
 def test_compact_labels_pick_the_smallest_unsigned_type(tmp_path):

@@ -267,7 +267,7 @@ def segment_mmt(
     seed: int,
     config: NetConfig,
     alpha: float = 0.999,
-    beta: float = 1.0,
+    beta: float = 5.0,
     device: str = "cpu",
     progress: Throttle | None = None,
     observe: Observer | None = None,

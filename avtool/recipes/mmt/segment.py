@@ -51,9 +51,10 @@ class SegmentConfig:
     momentum: float = 0.9
     min_labels: int = 3
     ema: float = 0.999
-    # MMT's TV weight β (the paper gives none; the TV is Kim 2020's mean L1): a grid chosen on
-    # val like Kim's µ when given several, e.g. `--set beta=[1,5]`.
-    beta: list[float] = field(default_factory=lambda: [1.0])
+    # MMT's TV weight β: the paper gives none. 5 was chosen on the 3 real BSDS500 train samples
+    # at full size (bench/mmt.py --real, README); several values make a grid chosen on val
+    # like Kim's µ, e.g. `--set beta=[1,5]`.
+    beta: list[float] = field(default_factory=lambda: [5.0])
     mu: list[float] = field(default_factory=lambda: [1.0, 5.0])
     slic_segments: int = 10000
     slic_compactness: float = 100.0
