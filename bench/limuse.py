@@ -4,8 +4,9 @@ K=32 with the authors' configuration (voiceprint 512, face 256, N=128, L=16) on 
 of dual-channel audio at 16 kHz, on the CPU:
 - training: Adam steps (forward, negative SI-SDR, backward, clipping at 5) at each batch of
   `--batches`, with and without activation checkpointing, on every thread torch uses; each in
-  a fresh process, timed over the steps after the first (which pays one-time allocation);
-  peak resident memory (ru_maxrss) less the memory before the first step is the peak;
+  a fresh process, timed over `--steps` steps after `WARMUP_STEPS` (the first two pay the
+  heap's growth: 4-6 s of forward against 1 s steady at batch 1); peak resident memory
+  (ru_maxrss) less the memory before the first step is the peak;
 - inference on one thread: the full-precision model and the model loaded from its packed
   3-bit/8-bit file (`avtool.quant.pack`), real-time factor = seconds / audio seconds, each
   run in pieces (the model's default) and whole (one piece a block: what the same layers
@@ -31,6 +32,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+WARMUP_STEPS = 2
 AUTHORS = {"train_seconds_per_sample": 10.0, "train_peak_gb_per_sample": 7.2, "rtf": 1.6}
 
 
@@ -58,7 +60,7 @@ def _train_steps(batch: int, seconds: float, checkpointing: bool, steps: int) ->
     mixture, voiceprint, visual, target = _inputs(batch, seconds)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times = []
-    for _ in range(steps):
+    for _ in range(WARMUP_STEPS + steps):
         started = time.perf_counter()
         loss = negative_si_sdr(model(mixture, voiceprint, visual), target)
         optimizer.zero_grad()
@@ -67,10 +69,10 @@ def _train_steps(batch: int, seconds: float, checkpointing: bool, steps: int) ->
         optimizer.step()
         times.append(time.perf_counter() - started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    steady = sum(times[1:]) / len(times[1:]) if len(times) > 1 else times[0]
+    steady = sum(times[WARMUP_STEPS:]) / steps
     return {
         "threads": torch.get_num_threads(),
-        "first_step_seconds": times[0],
+        "warmup_seconds": times[:WARMUP_STEPS],
         "seconds_per_step": steady,
         "samples_per_s": batch / steady,
         "peak_gb_per_sample": peak / batch / 1e9,
@@ -140,8 +142,9 @@ def main() -> dict:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument(
         "--train",
-        default="plain:2,checkpointing:2,checkpointing:8",
-        help="training runs, mode:batch comma-separated (plain at batch 8 needs ~48 GB)",
+        default="plain:1:1,plain:2,checkpointing:2,checkpointing:8",
+        help="training runs, mode:batch[:threads] comma-separated (threads: torch's default"
+        " unless given; plain at batch 8 needs ~48 GB)",
     )
     parser.add_argument("--steps", type=int, default=3, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=2, help="inference runs (best kept)")
@@ -151,7 +154,11 @@ def main() -> dict:
 
     keep_freed_memory()  # as the CLI does
     if args.one:
-        mode, batch = args.one.split(":")
+        mode, batch, threads = args.one.split(":")
+        if int(threads):
+            import torch
+
+            torch.set_num_threads(int(threads))
         print(
             json.dumps(_train_steps(int(batch), args.seconds, mode == "checkpointing", args.steps))
         )
@@ -159,13 +166,14 @@ def main() -> dict:
     result: dict = {"benchmark": "limuse", "seconds": args.seconds, "train": {}}
     scale = 3.0 / args.seconds  # the authors' figures are for 3 s mixtures
     for run_spec in filter(None, args.train.split(",")):
-        mode, batch_text = run_spec.split(":")
+        mode, batch_text, threads = (run_spec + ":0").split(":")[:3]
         batch = int(batch_text)
-        command = [sys.executable, __file__, "--one", f"{mode}:{batch}", "--steps",
+        name = f"{mode}_batch{batch}" + (f"_threads{threads}" if int(threads) else "")
+        command = [sys.executable, __file__, "--one", f"{mode}:{batch}:{threads}", "--steps",
                    str(args.steps), "--seconds", str(args.seconds)]  # fmt: skip
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode:  # e.g. killed for memory: say so and go on
-            result["train"][f"{mode}_batch{batch}"] = {"failed": run.stderr[-300:]}
+            result["train"][name] = {"failed": run.stderr[-300:]}
             continue
         step = json.loads(run.stdout.strip().splitlines()[-1])
         step["speedup_vs_authors"] = AUTHORS["train_seconds_per_sample"] / (
@@ -174,8 +182,8 @@ def main() -> dict:
         step["memory_vs_authors_per_sample"] = (
             step["peak_gb_per_sample"] * scale / AUTHORS["train_peak_gb_per_sample"]
         )
-        result["train"][f"{mode}_batch{batch}"] = step
-        print(json.dumps({f"{mode}_batch{batch}": step}), flush=True)
+        result["train"][name] = step
+        print(json.dumps({name: step}), flush=True)
     result["inference"] = _inference(args.seconds, args.repeats)
     result["inference"]["speedup_vs_authors_full"] = (
         AUTHORS["rtf"] / result["inference"]["rtf_full"]

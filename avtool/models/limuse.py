@@ -102,10 +102,6 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     return torch.baddbmm(bias.unsqueeze(-1), weight, x)
 
 
-def spans(length: int, step: int) -> list[slice]:
-    return [slice(start, start + step) for start in range(0, length, step)]
-
-
 class _SingleSlopePReLU(torch.autograd.Function):
     """PReLU with one slope as leaky_relu with that slope; torch's PReLU backward builds an
     input-sized tensor for the slope's gradient (2.4x slower forward + backward on CPU)."""
@@ -168,14 +164,16 @@ class TAC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = x.shape[-1]
         step = frames if self.concat.act_bits else TAC_SPAN_FRAMES  # grids span the whole
-        y = torch.cat([self._mix(x[..., span]) for span in spans(frames, step)], dim=-1)
+        y = torch.cat([self._mix(piece) for piece in x.split(step, dim=-1)], dim=-1)
         return x + self.norm(self.concat_act(y))
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
         rows, _, frames = x.shape
         batch, hidden = rows // self.groups, self.average.in_channels
         f = self.transform_act(self.transform(x))
-        mean = f.view(batch, self.groups, hidden, frames).mean(dim=1)
+        # A sum scaled afterwards: mean's backward writes a group-sized copy of the gradient,
+        # sum's is a broadcast view (0.6 of 3.5 s in a training step).
+        mean = f.view(batch, self.groups, hidden, frames).sum(dim=1) / self.groups
         g = self.average_act(self.average(mean))
         # Linear(2h -> n) on concat(f, g) without building the concatenation: the same
         # quantization grid (min-max over both halves) and the same weights, split in two.
@@ -211,7 +209,7 @@ class ConvBlock(nn.Module):
         step = max(1, CONV_BLOCK_CHUNK_ELEMENTS // (self.expand.out_channels * frames))
         if step >= rows or self.expand.act_bits:  # min-max grids span the whole tensor
             return self._residual(x)
-        return torch.cat([self._residual(x[span]) for span in spans(rows, step)])
+        return torch.cat([self._residual(piece) for piece in x.split(step)])
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand_norm(self.expand_act(self.expand(x)))
