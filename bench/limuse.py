@@ -2,9 +2,11 @@
 
 K=32 with the authors' configuration (voiceprint 512, face 256, N=128, L=16) on `--seconds`
 of dual-channel audio at 16 kHz, on the CPU:
-- training: Adam steps (forward, negative SI-SDR, backward, clipping at 5) at each batch of
-  `--batches`, with and without activation checkpointing, on every thread torch uses; each in
-  a fresh process, timed over `--steps` steps after `WARMUP_STEPS` (the first two pay the
+- training: Adam steps (forward, negative SI-SDR, backward, clipping at 5) for each run of
+  `--train` (with or without activation checkpointing, a batch, torch's threads or a count, and
+  optionally several DDP ranks over gloo sharing the batch: one single-thread rank per core is
+  how a researcher runs `torchrun --nproc-per-node` on a small CPU machine); each in fresh
+  processes, timed over `--steps` steps after `WARMUP_STEPS` (the first two pay the
   heap's growth: 4-6 s of forward against 1 s steady at batch 1); peak resident memory
   (ru_maxrss) less the memory before the first step is the peak;
 - inference on one thread: the full-precision model and the model loaded from its packed
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -53,16 +56,19 @@ def _train_steps(batch: int, seconds: float, checkpointing: bool, steps: int) ->
 
     from avtool.metrics.si_sdr import negative_si_sdr
     from avtool.models.limuse import LiMuSE, LimuseModelConfig
+    from avtool.train.distributed import setup
 
+    context = setup("cpu")  # a process group when launched as one of several ranks
     torch.manual_seed(0)
     model = LiMuSE(LimuseModelConfig(checkpointing=checkpointing)).train()
+    net = torch.nn.parallel.DistributedDataParallel(model) if context.is_distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     mixture, voiceprint, visual, target = _inputs(batch, seconds)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times = []
     for _ in range(WARMUP_STEPS + steps):
         started = time.perf_counter()
-        loss = negative_si_sdr(model(mixture, voiceprint, visual), target)
+        loss = negative_si_sdr(net(mixture, voiceprint, visual), target)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -70,6 +76,7 @@ def _train_steps(batch: int, seconds: float, checkpointing: bool, steps: int) ->
         times.append(time.perf_counter() - started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     steady = sum(times[WARMUP_STEPS:]) / steps
+    context.close()
     return {
         "threads": torch.get_num_threads(),
         "warmup_seconds": times[:WARMUP_STEPS],
@@ -137,14 +144,55 @@ def _inference(seconds: float, repeats: int) -> dict:
     return result
 
 
+def _train_run(mode: str, batch: int, threads: int, processes: int, args) -> dict:
+    """One training run in fresh processes: `processes` DDP ranks of batch/processes items
+    each; the step time is the slowest rank's, the peak memory the ranks' sum."""
+    if batch % processes:
+        raise RuntimeError(f"batch {batch} does not split over {processes} processes")
+    command = [sys.executable, __file__, "--one", f"{mode}:{batch // processes}:{threads}",
+               "--steps", str(args.steps), "--seconds", str(args.seconds)]  # fmt: skip
+    port = 29500 + os.getpid() % 1000
+    ranks = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "RANK": str(rank),
+                "WORLD_SIZE": str(processes),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            },
+        )
+        for rank in range(processes)
+    ]
+    outputs = [rank.communicate() for rank in ranks]
+    if any(rank.returncode for rank in ranks):
+        raise RuntimeError(" | ".join(err for _, err in outputs if err))
+    steps = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    slowest = max(step["seconds_per_step"] for step in steps)
+    peak = sum(step["peak_gb_per_sample"] * (batch // processes) for step in steps)
+    return {
+        **steps[0],
+        "processes": processes,
+        "seconds_per_step": slowest,
+        "samples_per_s": batch / slowest,
+        "peak_gb_per_sample": peak / batch,
+    }
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument(
         "--train",
-        default="plain:1:1,plain:2,checkpointing:2,checkpointing:8",
-        help="training runs, mode:batch[:threads] comma-separated (threads: torch's default"
-        " unless given; plain at batch 8 needs ~48 GB)",
+        default="plain:1:1,plain:2,checkpointing:2,checkpointing:2:1:2,checkpointing:8,"
+        "checkpointing:8:1:2",
+        help="training runs, mode:batch[:threads[:processes]] comma-separated (threads: torch's"
+        " default unless given; processes: DDP ranks over gloo sharing the batch; plain at batch"
+        " 8 needs ~48 GB)",
     )
     parser.add_argument("--steps", type=int, default=3, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=2, help="inference runs (best kept)")
@@ -166,16 +214,15 @@ def main() -> dict:
     result: dict = {"benchmark": "limuse", "seconds": args.seconds, "train": {}}
     scale = 3.0 / args.seconds  # the authors' figures are for 3 s mixtures
     for run_spec in filter(None, args.train.split(",")):
-        mode, batch_text, threads = (run_spec + ":0").split(":")[:3]
-        batch = int(batch_text)
-        name = f"{mode}_batch{batch}" + (f"_threads{threads}" if int(threads) else "")
-        command = [sys.executable, __file__, "--one", f"{mode}:{batch}:{threads}", "--steps",
-                   str(args.steps), "--seconds", str(args.seconds)]  # fmt: skip
-        run = subprocess.run(command, capture_output=True, text=True)
-        if run.returncode:  # e.g. killed for memory: say so and go on
-            result["train"][name] = {"failed": run.stderr[-300:]}
+        mode, batch_text, *rest = run_spec.split(":")
+        batch, threads, processes = int(batch_text), *map(int, rest + ["0", "1"][len(rest) :])
+        name = f"{mode}_batch{batch}" + (f"_threads{threads}" if threads else "")
+        name += f"_processes{processes}" if processes > 1 else ""
+        try:
+            step = _train_run(mode, batch, threads, processes, args)
+        except RuntimeError as error:  # e.g. killed for memory: say so and go on
+            result["train"][name] = {"failed": str(error)[-300:]}
             continue
-        step = json.loads(run.stdout.strip().splitlines()[-1])
         step["speedup_vs_authors"] = AUTHORS["train_seconds_per_sample"] / (
             step["seconds_per_step"] / batch * scale
         )
