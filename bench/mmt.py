@@ -65,6 +65,9 @@ def main() -> dict:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--stability", action="store_true", help="seed spread, not timing")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="--real: seeds first-seed..seeds-1 (in parallel)"
+    )
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument(
         "--betas", default="5", help="--real: MMT's TV weights β to run (comma list)"
@@ -327,7 +330,7 @@ def _real_runs(args: argparse.Namespace) -> list[tuple[str, dict, int]]:
     methods = [m for m in REAL_METHODS if m in args.methods.split(",")]
     runs = []
     for method in methods:
-        seeds = [0] if method == "felzenszwalb" else list(range(args.seeds))
+        seeds = [0] if method == "felzenszwalb" else list(range(args.first_seed, args.seeds))
         for variant in grids.get(method, [{}]):
             runs += [(method, variant, seed) for seed in seeds]
     return runs
