@@ -21,6 +21,8 @@ def minmax_quantize(
     The forward value is the quantized one; the gradient passes straight through to `x`.
     """
     with torch.no_grad():
+        if low is None and high is None:
+            low, high = torch.aminmax(x)  # one pass instead of two
         low = x.min() if low is None else low
         high = x.max() if high is None else high
         step = (high - low).clamp_min(1e-12) / (2**bits - 1)
