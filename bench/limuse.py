@@ -168,9 +168,18 @@ def _train_run(mode: str, batch: int, threads: int, processes: int, args) -> dic
         )
         for rank in range(processes)
     ]
+    failed = None
+    while failed is None and any(rank.poll() is None for rank in ranks):
+        failed = next((i for i, rank in enumerate(ranks) if rank.poll()), None)
+        time.sleep(0.5)
+    for rank in ranks:  # after one rank died (e.g. killed for memory) the others would wait
+        rank.kill()  # for it in the all-reduce
     outputs = [rank.communicate() for rank in ranks]
-    if any(rank.returncode for rank in ranks):
-        raise RuntimeError(" | ".join(err for _, err in outputs if err))
+    if failed is None:
+        failed = next((i for i, rank in enumerate(ranks) if rank.returncode), None)
+    if failed is not None:
+        error = outputs[failed][1].strip()[-200:]
+        raise RuntimeError(f"rank {failed} exited {ranks[failed].returncode}: {error}")
     steps = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     slowest = max(step["seconds_per_step"] for step in steps)
     peak = sum(step["peak_gb_per_sample"] * (batch // processes) for step in steps)
