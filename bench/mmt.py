@@ -461,28 +461,37 @@ def real(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_label(method: str, variant: dict) -> str:
+    """'kmeans (k=8)', 'mmt (beta=5)', 'kanezaki'."""
+    settings = ", ".join(f"{k}={v:g}" for k, v in variant.items())
+    return method + (f" ({settings})" if settings else "")
+
+
 def print_per_image(records: list[dict], kmeans_k: int = 8) -> None:
     """Accuracy / mIoU / segments of each CNN run per image beside k-means at k=8 (the paper's
     reference baseline), mean over seeds."""
     import numpy as np
-
-    def label(r: dict) -> str:
-        settings = ", ".join(f"{k}={v:g}" for k, v in r["variant"].items())
-        return r["method"] + (f" ({settings})" if settings else "")
 
     shown = [
         r
         for r in records
         if r["method"] not in ("kmeans", "felzenszwalb") or r["variant"] == {"k": kmeans_k}
     ]
-    columns = sorted({label(r) for r in shown}, key=lambda c: (not c.startswith("kmeans"), c))
+    columns = sorted(
+        {run_label(r["method"], r["variant"]) for r in shown},
+        key=lambda c: (not c.startswith("kmeans"), c),
+    )
     print(f"\nPer image, mean over seeds: accuracy / mIoU / segments (k-means at k={kmeans_k})\n")
     print("| Image | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for image in sorted({r["id"] for r in shown}):
         cells = []
         for column in columns:
-            mine = [r for r in shown if r["id"] == image and label(r) == column]
+            mine = [
+                r
+                for r in shown
+                if r["id"] == image and run_label(r["method"], r["variant"]) == column
+            ]
             cells.append(
                 " / ".join(
                     f"{np.mean([r[key] for r in mine]):{fmt}}"
@@ -506,10 +515,9 @@ def real_table(records: list[dict]) -> list[dict]:
         by_image: dict[str, list[dict]] = {}
         for r in group:
             by_image.setdefault(r["id"], []).append(r)
-        settings = ", ".join(f"{k}={v:g}" for k, v in json.loads(variant).items())
         rows.append(
             {
-                "label": method + (f" ({settings})" if settings else ""),
+                "label": run_label(method, json.loads(variant)),
                 "images": len(by_image),
                 "seeds": max(len(v) for v in by_image.values()),
                 "accuracy": float(np.mean([r["accuracy"] for r in group])),

@@ -174,7 +174,7 @@ class TAC(nn.Module):
         batch, hidden = rows // self.groups, self.average.in_channels
         f = self.transform_act(self.transform(x))
         # A sum scaled afterwards: mean's backward writes a group-sized copy of the gradient,
-        # sum's is a broadcast view (0.6 of 3.5 s in a training step).
+        # sum's is a broadcast view (~10% of a training step).
         mean = f.view(batch, self.groups, hidden, frames).sum(dim=1) / self.groups
         g = self.average_act(self.average(mean))
         # Linear(2h -> n) on concat(f, g) without building the concatenation: the same

@@ -23,8 +23,8 @@ def minmax_quantize(
     with torch.no_grad():
         if low is None and high is None:
             low, high = torch.aminmax(x)  # one pass instead of two
-        low = x.min() if low is None else low
-        high = x.max() if high is None else high
+        elif low is None or high is None:
+            low, high = (x.min(), high) if low is None else (low, x.max())
         step = (high - low).clamp_min(1e-12) / (2**bits - 1)
         quantized = (x - low).div_(step).round_().mul_(step).add_(low)
     if not x.requires_grad:  # inference: no gradient to pass through
