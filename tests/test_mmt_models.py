@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from avtool.metrics.segmentation import contingency, match_scores, score_against_annotators
 from avtool.models import segmentation as seg
@@ -73,6 +74,28 @@ def test_mmt_is_deterministic_per_seed_and_differs_across_seeds():
     assert not np.array_equal(first, seg.segment_mmt(image, 6, config)[0])
 
 
+@pytest.mark.parametrize(
+    ("memory_format", "weight"),
+    [(torch.contiguous_format, 5.0), (torch.channels_last, 1.0), (torch.channels_last, 0.0)],
+)
+def test_fused_loss_matches_cross_entropy_plus_continuity(memory_format, weight):
+    torch.manual_seed(0)
+    response = torch.randn(1, 7, 5, 6, dtype=torch.float64)
+    response = response.contiguous(memory_format=memory_format).requires_grad_()
+    target = torch.randint(0, 7, (5, 6))
+    pixels = response[0].flatten(1).t()
+    reference = F.cross_entropy(pixels, target.flatten()) + weight * seg.continuity_loss(response)
+    (expected,) = torch.autograd.grad(2.5 * reference, response)
+    loss = seg.segmentation_loss(response, target, weight)
+    (gradient,) = torch.autograd.grad(2.5 * loss, response)
+    assert abs(loss.item() - reference.item()) < 1e-12
+    assert (gradient - expected).abs().max().item() < 1e-14
+    assert gradient.is_contiguous(memory_format=memory_format)
+    bf16 = response.detach().bfloat16().requires_grad_()
+    seg.segmentation_loss(bf16, target, weight).backward()
+    assert bf16.grad.dtype == torch.bfloat16
+
+
 def test_precision_resolution_and_bf16_path(monkeypatch):
     assert seg.use_bf16("fp32") is False and seg.use_bf16("bf16") is True
     with pytest.raises(ValueError, match="expected fp32, bf16 or auto"):
@@ -121,3 +144,11 @@ def test_figure_colours_follow_the_matched_ground_truth():
     assert np.array_equal(same, truth_picture)
     assert np.array_equal(other[0], truth_picture[0]) and np.array_equal(other[1, 0], same[1, 0])
     assert not any(np.array_equal(other[1, 1], colour) for colour in truth_picture.reshape(-1, 3))
+
+
+@pytest.mark.parametrize(("capability", "fp32_nhwc"), [("AVX2", False), ("AVX512", True)])
+def test_trained_memory_format_follows_the_cpu(monkeypatch, capability, fp32_nhwc):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert seg.trains_channels_last(False) is fp32_nhwc
+    assert seg.trains_channels_last(True) is True
+    assert seg.trains_channels_last(False, "cuda") is False

@@ -42,22 +42,19 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
-from torch.nn import functional as F
 
 
 class SegmentationNet(nn.Module):
     """M × (3×3 conv → ReLU → BN), then 1×1 conv → BN: [B, 3, H, W] → [B, q, H, W].
 
-    Memory format: networks that are trained stay NCHW, networks that only label (MMT's
-    teachers) and bf16 ones run channels-last (NHWC), `channels_last=True`. On AVX2 oneDNN's
-    NHWC forward is faster (one 3×3 100→100 layer at 481×321, one thread: 0.47 s against
-    0.65), but its weight gradient is several times slower (forward + backward 4.8 s against
-    2.0). BN keeps no running statistics: it always normalises by the image's own (see module
+    Memory format (`channels_last=True`: NHWC): networks that only label (MMT's teachers) run
+    NHWC; trained ones as `trains_channels_last` says. BN keeps no running statistics: it always normalises by the image's own (see module
     note).
     """
 
@@ -199,6 +196,21 @@ def use_bf16(precision: str, device: str = "cpu") -> bool:
     return str(device).startswith("cuda") or bf16_is_fast()
 
 
+def trains_channels_last(bf16: bool, device: str = "cpu") -> bool:
+    """Whether the networks that are trained run NHWC (else NCHW) on this device.
+
+    bf16 and AVX-512 fp32: NHWC. AVX2 fp32: NCHW, where oneDNN's NHWC weight gradient is
+    several times slower (one 3×3 100→100 layer at 481×321, one thread, forward + backward:
+    4.8 s NHWC against 2.0 NCHW), though its forward is faster (0.47 s against 0.65). On an
+    AVX-512 EPYC (Zen 4) NHWC is the faster both ways: 1.11 s against 1.34 forward + backward,
+    and an fp32 MMT iteration 1.3x faster. A rule, not a timing probe, so that one machine
+    always trains the same layout and a seed's run is reproducible there.
+    """
+    if bf16:
+        return True
+    return str(device) == "cpu" and torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def _autocast(bf16: bool, device: str) -> AbstractContextManager:
     kind = "cuda" if str(device).startswith("cuda") else "cpu"
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16)
@@ -216,9 +228,68 @@ def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     return vertical + horizontal
 
 
-def _flat(response: torch.Tensor) -> torch.Tensor:
-    """[1, q, H, W] → [H·W, q] (pixels as rows, for cross-entropy)."""
-    return response[0].flatten(1).t()
+class _CrossEntropyContinuity(torch.autograd.Function):
+    """Mean pixel cross-entropy + w · `continuity_loss`, with the gradient written out.
+
+    Autograd's version of the same sum zero-fills a full-size gradient for each of the four
+    shifted slices and for the cross-entropy, and runs log-softmax across the q channels'
+    stride: at 481×321 that was as much CPU time as the bf16 convolutions themselves. Here the
+    gradient is one softmax pass, a scatter at the targets and four in-place shifted adds.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, response: torch.Tensor, target: torch.Tensor, weight: float):
+        # [q, H, W] in the network's memory format; bf16 computed in fp32
+        r = response[0].to(torch.promote_types(response.dtype, torch.float32))
+        log_norm = torch.logsumexp(r, dim=0)
+        picked = r.gather(0, target.view(1, *r.shape[1:]))
+        loss = (log_norm - picked[0]).mean()
+        if weight:
+            vertical = r[:, 1:, :] - r[:, :-1, :]
+            horizontal = r[:, :, 1:] - r[:, :, :-1]
+            loss = loss + weight * (
+                torch.linalg.vector_norm(vertical, 1) / vertical.numel()
+                + torch.linalg.vector_norm(horizontal, 1) / horizontal.numel()
+            )
+        ctx.save_for_backward(r, log_norm, target)
+        ctx.weight, ctx.dtype, ctx.layout = (
+            weight,
+            response.dtype,
+            (response.shape, response.stride()),
+        )
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor):
+        r, log_norm, target = ctx.saved_tensors
+        scale = float(grad_loss)
+        pixels = log_norm.numel()
+        # softmax / pixels, then minus 1 / pixels at each pixel's target channel
+        grad = (r - (log_norm + np.log(pixels / scale))).exp_()
+        grad.scatter_add_(
+            0, target.view(1, *r.shape[1:]), torch.full_like(log_norm, -scale / pixels)[None]
+        )
+        if ctx.weight:
+            for dim in (1, 2):
+                size = r.shape[dim] - 1
+                later, earlier = r.narrow(dim, 1, size), r.narrow(dim, 0, size)
+                step = torch.sub(later, earlier).sign_().mul_(ctx.weight * scale / later.numel())
+                grad.narrow(dim, 1, size).add_(step)
+                grad.narrow(dim, 0, size).sub_(step)
+        # In the response's exact strides: BN's backward takes a slow path for a gradient whose
+        # size-1 batch dimension has another stride (482 ms against 11 in bf16 at 481×321).
+        grad_response = torch.empty_strided(*ctx.layout, dtype=ctx.dtype, device=grad.device)
+        grad_response[0].copy_(grad)
+        return grad_response, None, None
+
+
+def segmentation_loss(
+    response: torch.Tensor, target: torch.Tensor, continuity_weight: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy of [1, q, H, W] responses against [H, W] (or flat) labels, plus
+    `continuity_weight` · `continuity_loss`: the value and gradient of `F.cross_entropy` over
+    the pixels as rows plus w · `continuity_loss(response)`."""
+    return _CrossEntropyContinuity.apply(response, target.reshape(-1), float(continuity_weight))
 
 
 def align_labels(source: torch.Tensor, reference: torch.Tensor, n_labels: int) -> torch.Tensor:
@@ -277,8 +348,12 @@ def segment_mmt(
     bf16 = use_bf16(config.precision, device)
     x = image_tensor(image, device)
     students = [
-        SegmentationNet(3, config.channels, config.n_conv, channels_last=bf16).to(device),
-        SegmentationNet(3, config.channels, config.n_conv, channels_last=bf16).to(device),
+        SegmentationNet(
+            3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
+        ).to(device),
+        SegmentationNet(
+            3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
+        ).to(device),
     ]
     teachers = [copy.deepcopy(s).to_channels_last() for s in students]  # θ_mean^0 = θ^0
     for teacher in teachers:
@@ -291,9 +366,7 @@ def segment_mmt(
                 with torch.inference_mode():
                     teacher_labels = _labels(teachers[other](x))
             target = align_labels(teacher_labels, _labels(response.detach()), config.channels)
-            response = response.float()
-            loss = F.cross_entropy(_flat(response), target.flatten())
-            loss = loss + beta * continuity_loss(response)
+            loss = segmentation_loss(response, target, beta)
             optimizers[me].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[me].step()
@@ -333,18 +406,20 @@ def segment_kanezaki(
     x = image_tensor(image, device)
     regions = torch.from_numpy(superpixels(image, segments, compactness).ravel()).to(device)
     n_regions = int(regions.max()) + 1
-    net = SegmentationNet(3, config.channels, config.n_conv, channels_last=bf16).to(device)
+    net = SegmentationNet(
+        3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
+    ).to(device)
     optimizer = _optimizer(net, config)
     iterations = 0
     for iterations in range(1, config.iterations + 1):
         with _autocast(bf16, device):
-            logits = _flat(net(x)).float()
-        labels = logits.detach().argmax(1)
+            response = net(x)
+        labels = _labels(response.detach()).flatten()
         votes = torch.bincount(
             regions * config.channels + labels, minlength=n_regions * config.channels
         )
         target = votes.view(n_regions, config.channels).argmax(1)[regions]
-        loss = F.cross_entropy(logits, target)
+        loss = segmentation_loss(response, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -369,15 +444,16 @@ def segment_kim(
     torch.manual_seed(seed)
     bf16 = use_bf16(config.precision, device)
     x = image_tensor(image, device)
-    net = SegmentationNet(3, config.channels, config.n_conv, channels_last=bf16).to(device)
+    net = SegmentationNet(
+        3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
+    ).to(device)
     optimizer = _optimizer(net, config)
     iterations = 0
     for iterations in range(1, config.iterations + 1):
         with _autocast(bf16, device):
-            response = net(x).float()
-        logits = _flat(response)
-        labels = logits.detach().argmax(1)
-        loss = F.cross_entropy(logits, labels) + mu * continuity_loss(response)
+            response = net(x)
+        labels = _labels(response.detach())
+        loss = segmentation_loss(response, labels, mu)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
