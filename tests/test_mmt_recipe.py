@@ -217,3 +217,16 @@ def test_resume_segments_only_unfinished_images(tmp_path, monkeypatch):
     with FeatureStore(out) as store:
         assert all(np.array_equal(store[i], reference[i]) for i in reference)
     assert recipe.segment(manifest, out, config).state == "up-to-date"
+
+
+@pytest.mark.parametrize(("bf16_fast", "resolved"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_stored_as_what_it_resolved_to(monkeypatch, bf16_fast, resolved):
+    from avtool.models import segmentation as seg
+
+    monkeypatch.setattr(seg, "bf16_is_fast", lambda: bf16_fast)
+    params = recipe.stage_params(recipe.SegmentConfig(method="mmt", precision="auto"))
+    assert params["precision"] == resolved
+    # k-means has no network: no precision, nothing probed.
+    assert "precision" not in recipe.stage_params(recipe.SegmentConfig(method="kmeans"))
+    fixed = recipe.stage_params(recipe.SegmentConfig(method="kim", precision="fp32"))
+    assert fixed["precision"] == "fp32"

@@ -31,8 +31,9 @@ log = logging.getLogger("avtool.mmt")
 
 METHODS = ("mmt", "kanezaki", "kim", "kmeans", "felzenszwalb")
 # 2: channels-last nets (float rounding); 3: labels stored in the smallest unsigned type, and
-# `precision` enters the parameters.
-SEGMENT_VERSION = 3
+# `precision` enters the parameters; 4: the CE + TV gradient written out, fp32 nets trained
+# channels-last on AVX-512 (float rounding), `auto` stored as the precision it resolved to.
+SEGMENT_VERSION = 4
 LABEL_TYPES = (np.uint8, np.uint16, np.uint32)
 PROGRESS_SECONDS = (5.0, 30.0)  # between progress lines: on a terminal, in a log
 
@@ -64,7 +65,8 @@ class SegmentConfig:
     )
     max_side: int = 0  # 0 = full resolution; else segment a downscaled copy, upsample the labels
     # fp32 (portable), bf16 (autocast, channels-last) or auto: bf16 only where this CPU runs it
-    # natively and a probe finds it faster (AMX / AVX512-BF16); CNN methods only.
+    # natively and a probe finds it faster (AMX / AVX512-BF16); CNN methods only. auto is
+    # resolved where the stage starts, and the stage's parameters and table state the result.
     precision: str = "fp32"
 
 
@@ -78,7 +80,7 @@ _METHOD_KEYS = {
 }
 
 
-def stage_params(config: SegmentConfig) -> dict[str, Any]:
+def stage_params(config: SegmentConfig, device: str = "cpu") -> dict[str, Any]:
     """The options that shape this method's output: only these enter the stage's config hash."""
     if config.method not in METHODS:
         raise InputError(f"--method {config.method!r}: expected one of {', '.join(METHODS)}")
@@ -88,6 +90,10 @@ def stage_params(config: SegmentConfig) -> dict[str, Any]:
         raise InputError(f"precision={config.precision!r}: expected fp32, bf16 or auto")
     params: dict[str, Any] = {"method": config.method, "max_side": config.max_side}
     params.update({key: getattr(config, key) for key in _METHOD_KEYS[config.method]})
+    if params.get("precision") == "auto":
+        from avtool.models.segmentation import use_bf16
+
+        params["precision"] = "bf16" if use_bf16("auto", device) else "fp32"
     if "n_conv" in params and params["n_conv"] == 0:
         params["n_conv"] = 3 if config.method == "mmt" else 2
     # Felzenszwalb is deterministic: one run per image, whatever --seeds says.
@@ -252,7 +258,7 @@ def segment(
     max_reject_rate: float = 0.2,
 ) -> ItemStageResult:
     """Segment every image of a BSDS manifest with `config.method`; store [V, S, H, W] per image."""
-    params = stage_params(config)
+    params = stage_params(config, device)
     return run_manifest_stage(
         f"mmt.segment.{config.method}",
         SEGMENT_VERSION,
