@@ -77,6 +77,9 @@ def main() -> dict:
     parser.add_argument("--real", action="store_true", help="every method on the real samples")
     parser.add_argument("--root", type=Path, default=REAL_ROOT, help="--real: BSDS500 folder")
     parser.add_argument("--results", type=Path, help="--real: JSONL of runs, resumed if present")
+    parser.add_argument(
+        "--summary", type=Path, nargs="+", help="one --real table from these result files"
+    )
     parser.add_argument("--precision", default="fp32", help="fp32, bf16 or auto")
     parser.add_argument("--ids", default="", help="--real: only these image ids (comma list)")
     parser.add_argument("--cost", action="store_true", help="full-size cost per iteration")
@@ -92,6 +95,8 @@ def main() -> dict:
     torch.set_num_threads(1)
     if args.allocator != "default":
         keep_freed_memory()
+    if args.summary:
+        return summary(args)
     if args.real:
         return real(args)
     if args.cost and args.device != "cpu":
@@ -442,10 +447,15 @@ def real(args: argparse.Namespace) -> dict:
             if args.results:
                 with args.results.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
-    rows = real_table([r for r in done if _same_run(r, args)])
+    return print_real([r for r in done if _same_run(r, args)], len(images), args)
+
+
+def print_real(records: list[dict], images: int, args: argparse.Namespace) -> dict:
+    """The table over images and seeds, then the per-image one; returns the rows."""
+    rows = real_table(records)
     print(
-        f"\n{len(images)} real BSDS500 train images, T={args.iterations}, "
-        f"precision {args.precision}, --max-side {args.max_side or 'full'}; "
+        f"\n{images} real BSDS500 train images, T={args.iterations}, "
+        f"--max-side {args.max_side or 'full'}; "
         "accuracy/mIoU averaged over each image's annotators\n"
     )
     print("| Method | Images | Seeds | Accuracy | ± seeds (per image) | mIoU | Segments |")
@@ -455,16 +465,44 @@ def real(args: argparse.Namespace) -> dict:
             f"| {row['label']} | {row['images']} | {row['seeds']} | {row['accuracy']:.4f} "
             f"| {row['accuracy_seed_std']:.4f} | {row['miou']:.4f} | {row['segments']:.1f} |"
         )
-    print_per_image([r for r in done if _same_run(r, args)])
+    print_per_image(records)
     result = {"benchmark": "mmt_real", "iterations": args.iterations, "rows": rows}
     print(json.dumps(result))
     return result
 
 
-def run_label(method: str, variant: dict) -> str:
-    """'kmeans (k=8)', 'mmt (beta=5)', 'kanezaki'."""
-    settings = ", ".join(f"{k}={v:g}" for k, v in variant.items())
-    return method + (f" ({settings})" if settings else "")
+def summary(args: argparse.Namespace) -> dict:
+    """`--summary A.jsonl B.jsonl …`: one table over the runs of several `--real` result files
+    (seeds or precisions run in separate processes), those at `--iterations` and `--max-side`."""
+    records = [
+        json.loads(line)
+        for path in args.summary
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    # one run per (image, method, setting, seed, precision): the last line wins
+    unique = {
+        (r["id"], run_label(r), r["seed"]): r
+        for r in records
+        if "checkpoint" not in r and _same_run(r, args)
+    }
+    records = list(unique.values())
+    if not records:
+        sys.exit(f"no runs at T={args.iterations} in {', '.join(map(str, args.summary))}")
+    return print_real(records, len({r["id"] for r in records}), args)
+
+
+CNN_METHODS = ("kanezaki", "kim", "mmt")
+
+
+def run_label(record: dict) -> str:
+    """'kmeans (k=8)', 'mmt (beta=5)', 'mmt (beta=5) bf16', 'kanezaki'."""
+    settings = ", ".join(f"{k}={v:g}" for k, v in record["variant"].items())
+    label = record["method"] + (f" ({settings})" if settings else "")
+    precision = record.get("precision", "fp32")
+    return label + (
+        f" {precision}" if record["method"] in CNN_METHODS and precision != "fp32" else ""
+    )
 
 
 def print_per_image(records: list[dict], kmeans_k: int = 8) -> None:
@@ -478,7 +516,7 @@ def print_per_image(records: list[dict], kmeans_k: int = 8) -> None:
         if r["method"] not in ("kmeans", "felzenszwalb") or r["variant"] == {"k": kmeans_k}
     ]
     columns = sorted(
-        {run_label(r["method"], r["variant"]) for r in shown},
+        {run_label(r) for r in shown},
         key=lambda c: (not c.startswith("kmeans"), c),
     )
     print(f"\nPer image, mean over seeds: accuracy / mIoU / segments (k-means at k={kmeans_k})\n")
@@ -487,11 +525,7 @@ def print_per_image(records: list[dict], kmeans_k: int = 8) -> None:
     for image in sorted({r["id"] for r in shown}):
         cells = []
         for column in columns:
-            mine = [
-                r
-                for r in shown
-                if r["id"] == image and run_label(r["method"], r["variant"]) == column
-            ]
+            mine = [r for r in shown if r["id"] == image and run_label(r) == column]
             cells.append(
                 " / ".join(
                     f"{np.mean([r[key] for r in mine]):{fmt}}"
@@ -507,17 +541,17 @@ def real_table(records: list[dict]) -> list[dict]:
     """One row per (method, variant): means over images and seeds, seed spread per image."""
     import numpy as np
 
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[str, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["method"], json.dumps(r["variant"])), []).append(r)
+        groups.setdefault(run_label(r), []).append(r)
     rows = []
-    for (method, variant), group in groups.items():
+    for label, group in groups.items():
         by_image: dict[str, list[dict]] = {}
         for r in group:
             by_image.setdefault(r["id"], []).append(r)
         rows.append(
             {
-                "label": run_label(method, json.loads(variant)),
+                "label": label,
                 "images": len(by_image),
                 "seeds": max(len(v) for v in by_image.values()),
                 "accuracy": float(np.mean([r["accuracy"] for r in group])),
