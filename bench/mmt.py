@@ -538,7 +538,8 @@ def print_per_image(records: list[dict], kmeans_k: int = 8) -> None:
 
 
 def real_table(records: list[dict]) -> list[dict]:
-    """One row per (method, variant): means over images and seeds, seed spread per image."""
+    """One row per (method, setting, precision): the mean over images of each image's mean
+    over seeds (images with fewer seeds weigh the same), and the seed spread per image."""
     import numpy as np
 
     groups: dict[str, list[dict]] = {}
@@ -549,17 +550,21 @@ def real_table(records: list[dict]) -> list[dict]:
         by_image: dict[str, list[dict]] = {}
         for r in group:
             by_image.setdefault(r["id"], []).append(r)
+
+        def image_mean(key: str, by_image: dict = by_image) -> float:
+            return float(np.mean([np.mean([r[key] for r in runs]) for runs in by_image.values()]))
+
         rows.append(
             {
                 "label": label,
                 "images": len(by_image),
                 "seeds": max(len(v) for v in by_image.values()),
-                "accuracy": float(np.mean([r["accuracy"] for r in group])),
+                "accuracy": image_mean("accuracy"),
                 "accuracy_seed_std": float(
                     np.mean([np.std([r["accuracy"] for r in v]) for v in by_image.values()])
                 ),
-                "miou": float(np.mean([r["miou"] for r in group])),
-                "segments": float(np.mean([r["segments"] for r in group])),
+                "miou": image_mean("miou"),
+                "segments": image_mean("segments"),
             }
         )
     return rows
