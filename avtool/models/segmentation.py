@@ -20,15 +20,16 @@ the argmax over the q response channels, so the number of segments is learned, n
   student 1's label space, and vice versa (Algorithm 1, in its order: student 1 and its teacher
   update before teacher 1 labels student 2). Loss = CE + β · TV with TV the same mean-L1
   continuity term as Kim's code (the paper cites it; a sum over pixels would swamp CE). β
-  is not given in the paper: 1, Kim's default. MMT runs all T iterations (Algorithm 1 has no
+  is not given in the paper: 5 here, chosen on the real train samples (README). MMT runs all T iterations (Algorithm 1 has no
   early stop), and the output is teacher 1's argmax, since the temporal-average models are
   MMT's inference models (Ge et al. 2020).
 
 Precision: fp32 is the default and the portable path. `NetConfig.precision="bf16"` runs the
-forward passes under bf16 autocast (channels-last; losses, argmax targets and the SGD/EMA
-updates stay fp32); `"auto"` takes bf16 only where oneDNN has native bf16 (AMX or AVX512-BF16)
-and a short probe finds it ≥ 1.5× faster, else fp32. On an AVX2-only CPU bf16 is emulated and
-several times slower, so `auto` stays fp32 there. Seeds of one image are not batched: at full
+forward passes under bf16 autocast (channels-last; the losses and the SGD/EMA updates stay
+fp32, the labels are the argmax of bf16 responses); `"auto"` takes bf16 only where oneDNN has
+native bf16 (AMX or AVX512-BF16) and a short probe finds it ≥ 1.5× faster, else fp32. On an
+AVX2-only CPU bf16 is emulated and several times slower, so `auto` stays fp32 there. bf16 is
+not the default anywhere: on the real BSDS500 samples it segments worse than fp32 (README). Seeds of one image are not batched: at full
 size one iteration is seconds of convolution, so a batch would save only per-call overhead.
 
 Progress: each method takes an optional `Throttle` (iteration, loss, segment count, at most
