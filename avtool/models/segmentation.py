@@ -20,17 +20,18 @@ the argmax over the q response channels, so the number of segments is learned, n
   student 1's label space, and vice versa (Algorithm 1, in its order: student 1 and its teacher
   update before teacher 1 labels student 2). Loss = CE + β · TV with TV the same mean-L1
   continuity term as Kim's code (the paper cites it; a sum over pixels would swamp CE). β
-  is not given in the paper: 5 here, chosen on the real train samples (README). MMT runs all T iterations (Algorithm 1 has no
-  early stop), and the output is teacher 1's argmax, since the temporal-average models are
-  MMT's inference models (Ge et al. 2020).
+  is not given in the paper: 5 here, chosen on the real train samples (README). MMT runs all
+  T iterations (Algorithm 1 has no early stop), and the output is teacher 1's argmax, since
+  the temporal-average models are MMT's inference models (Ge et al. 2020).
 
 Precision: fp32 is the default and the portable path. `NetConfig.precision="bf16"` runs the
 forward passes under bf16 autocast (channels-last; the losses and the SGD/EMA updates stay
 fp32, the labels are the argmax of bf16 responses); `"auto"` takes bf16 only where oneDNN has
 native bf16 (AMX or AVX512-BF16) and a short probe finds it ≥ 1.5× faster, else fp32. On an
 AVX2-only CPU bf16 is emulated and several times slower, so `auto` stays fp32 there. bf16 is
-not the default anywhere: on the real BSDS500 samples it segments worse than fp32 (README). Seeds of one image are not batched: at full
-size one iteration is seconds of convolution, so a batch would save only per-call overhead.
+not the default anywhere: on the real BSDS500 samples it segments worse than fp32 (README).
+Seeds of one image are not batched: at full size one iteration is seconds of convolution, so a
+batch would save only per-call overhead.
 
 Progress: each method takes an optional `Throttle` (iteration, loss, segment count, at most
 every few seconds), and MMT an `observe` hook that can score its output on the way.
@@ -55,8 +56,8 @@ class SegmentationNet(nn.Module):
     """M × (3×3 conv → ReLU → BN), then 1×1 conv → BN: [B, 3, H, W] → [B, q, H, W].
 
     Memory format (`channels_last=True`: NHWC): networks that only label (MMT's teachers) run
-    NHWC; trained ones as `trains_channels_last` says. BN keeps no running statistics: it always normalises by the image's own (see module
-    note).
+    NHWC; trained ones as `trains_channels_last` says. BN keeps no running statistics: it
+    always normalises by the image's own (see module note).
     """
 
     def __init__(
@@ -203,13 +204,18 @@ def trains_channels_last(bf16: bool, device: str = "cpu") -> bool:
     bf16 and AVX-512 fp32: NHWC. AVX2 fp32: NCHW, where oneDNN's NHWC weight gradient is
     several times slower (one 3×3 100→100 layer at 481×321, one thread, forward + backward:
     4.8 s NHWC against 2.0 NCHW), though its forward is faster (0.47 s against 0.65). On an
-    AVX-512 EPYC (Zen 4) NHWC is the faster both ways: 1.11 s against 1.34 forward + backward,
-    and an fp32 MMT iteration 1.3x faster. A rule, not a timing probe, so that one machine
-    always trains the same layout and a seed's run is reproducible there.
+    AVX-512 EPYC NHWC is the faster both ways: 1.11 s against 1.34 forward + backward. A rule,
+    not a timing probe, so that one machine always trains the same layout and a seed's run is
+    reproducible there.
     """
     if bf16:
         return True
     return str(device) == "cpu" and torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+def _trained_net(config: NetConfig, bf16: bool, device: str) -> SegmentationNet:
+    layout = trains_channels_last(bf16, device)
+    return SegmentationNet(3, config.channels, config.n_conv, channels_last=layout).to(device)
 
 
 def _autocast(bf16: bool, device: str) -> AbstractContextManager:
@@ -234,8 +240,8 @@ class _CrossEntropyContinuity(torch.autograd.Function):
 
     Autograd's version of the same sum zero-fills a full-size gradient for each of the four
     shifted slices and for the cross-entropy, and runs log-softmax across the q channels'
-    stride: at 481×321 that was as much CPU time as the bf16 convolutions themselves. Here the
-    gradient is one softmax pass, a scatter at the targets and four in-place shifted adds.
+    stride. Here the gradient is one softmax pass, a scatter at the targets and four in-place
+    shifted adds (with the stride fix below, a bf16 MMT iteration at 481×321: 4.2 → 3.4 CPU-s).
     """
 
     @staticmethod
@@ -270,7 +276,7 @@ class _CrossEntropyContinuity(torch.autograd.Function):
         grad.scatter_add_(
             0, target.view(1, *r.shape[1:]), torch.full_like(log_norm, -scale / pixels)[None]
         )
-        if ctx.weight:
+        if ctx.weight:  # the differences are recomputed: two fewer full-size tensors held
             for dim in (1, 2):
                 size = r.shape[dim] - 1
                 later, earlier = r.narrow(dim, 1, size), r.narrow(dim, 0, size)
@@ -348,14 +354,7 @@ def segment_mmt(
     torch.manual_seed(seed)
     bf16 = use_bf16(config.precision, device)
     x = image_tensor(image, device)
-    students = [
-        SegmentationNet(
-            3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
-        ).to(device),
-        SegmentationNet(
-            3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
-        ).to(device),
-    ]
+    students = [_trained_net(config, bf16, device), _trained_net(config, bf16, device)]
     teachers = [copy.deepcopy(s).to_channels_last() for s in students]  # θ_mean^0 = θ^0
     for teacher in teachers:
         teacher.requires_grad_(False)
@@ -407,9 +406,7 @@ def segment_kanezaki(
     x = image_tensor(image, device)
     regions = torch.from_numpy(superpixels(image, segments, compactness).ravel()).to(device)
     n_regions = int(regions.max()) + 1
-    net = SegmentationNet(
-        3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
-    ).to(device)
+    net = _trained_net(config, bf16, device)
     optimizer = _optimizer(net, config)
     iterations = 0
     for iterations in range(1, config.iterations + 1):
@@ -445,9 +442,7 @@ def segment_kim(
     torch.manual_seed(seed)
     bf16 = use_bf16(config.precision, device)
     x = image_tensor(image, device)
-    net = SegmentationNet(
-        3, config.channels, config.n_conv, channels_last=trains_channels_last(bf16, device)
-    ).to(device)
+    net = _trained_net(config, bf16, device)
     optimizer = _optimizer(net, config)
     iterations = 0
     for iterations in range(1, config.iterations + 1):
