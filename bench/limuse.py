@@ -9,16 +9,17 @@ of dual-channel audio at 16 kHz, on the CPU:
   processes, timed over `--steps` steps after `WARMUP_STEPS` (the first two pay the
   heap's growth: 4-6 s of forward against 1 s steady at batch 1); peak resident memory
   (ru_maxrss) less the memory before the first step is the peak;
-- inference on one thread: the full-precision model and the model loaded from its packed
-  3-bit/8-bit file (`avtool.quant.pack`), real-time factor = seconds / audio seconds, each
-  run in pieces (the model's default) and whole (one piece a block: what the same layers
-  cost without the split), best of `--repeats`.
+- inference on one thread: the full-precision model (through the fused kernels of
+  `avtool/models/limuse_fused.cpp`, the default, and on torch's path, in pieces and whole) and
+  the model loaded from its packed 3-bit/8-bit file (`avtool.quant.pack`; torch's path, in
+  pieces and whole), real-time factor = seconds / audio seconds, best of `--repeats`, with the
+  largest output difference between the paths.
 
 The authors' implementation is not installable here (no network, and its code is not ours to
 ship), so its figures are the ones the issue measured on this machine kind (10 s per training
 step of one 3 s mixture, 7.2 GB peak; inference 4.8 s, RTF 1.6): ratios against them are
-across runs, not within one; the pieces/whole, checkpointing and packed/full ratios are within
-this run. The CPUs may be shared: rerun on an idle machine for absolute figures.
+across runs, not within one; the fused/torch, pieces/whole, checkpointing and packed/full ratios
+are within this run. The CPUs may be shared: rerun on an idle machine for absolute figures.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def _rtf(model, inputs, seconds: float, repeats: int) -> tuple[float, object]:
 def _inference(seconds: float, repeats: int) -> dict:
     import torch
 
+    from avtool.models import limuse_fused
     from avtool.models.limuse import LiMuSE, LimuseModelConfig
     from avtool.quant.pack import export_packed, load_packed
     from avtool.quant.weights import quantize_model
@@ -124,10 +126,14 @@ def _inference(seconds: float, repeats: int) -> dict:
     inputs = (mixture, voiceprint, visual)
     result = {}
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+        result["fused_kernels"] = limuse_fused.kernels() is not None
         result["rtf_full"], full = _rtf(model, inputs, seconds, repeats)
-        with _whole():
-            result["rtf_full_whole"], whole = _rtf(model, inputs, seconds, repeats)
-        result["max_deviation_pieces_vs_whole"] = float((full - whole).abs().max())
+        with limuse_fused.torch_path():
+            result["rtf_full_torch"], pieces = _rtf(model, inputs, seconds, repeats)
+            with _whole():
+                result["rtf_full_torch_whole"], whole = _rtf(model, inputs, seconds, repeats)
+        result["max_deviation_fused_vs_torch"] = float((full - pieces).abs().max())
+        result["max_deviation_pieces_vs_whole"] = float((pieces - whole).abs().max())
         quantize_model(model, 3, 8)
         model.eval()
         size = export_packed(model, LiMuSE(config), Path(tmp) / "m.avtq",
@@ -139,7 +145,8 @@ def _inference(seconds: float, repeats: int) -> dict:
         result["packed_bytes"] = size
         result["max_deviation_packed_vs_fake_quantized"] = float((model(*inputs) - low).abs().max())
         result["full_output_rms"] = float(full.pow(2).mean().sqrt())
-    result["pieces_speedup_full"] = result["rtf_full_whole"] / result["rtf_full"]
+    result["fused_speedup_full"] = result["rtf_full_torch"] / result["rtf_full"]
+    result["pieces_speedup_full"] = result["rtf_full_torch_whole"] / result["rtf_full_torch"]
     result["pieces_speedup_packed"] = result["rtf_packed_whole"] / result["rtf_packed"]
     return result
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avtool.core.errors import ConfigError
+from avtool.models import limuse_fused
 
 MASKS = ("none", "relu", "sigmoid")
 UPSAMPLING = ("nearest", "linear")
@@ -249,6 +250,8 @@ class GCTCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, frames = x.shape
         y = x.reshape(batch * self.groups, channels // self.groups, frames)
+        if limuse_fused.applies(self, y):
+            return limuse_fused.gctcn_forward(self, y).view(batch, channels, frames)
         for block in self.blocks:
             if self.checkpointing and self.training and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint
