@@ -140,3 +140,19 @@ def test_other_instruction_sets_give_the_same_outputs(monkeypatch, arch):
     finally:
         native.load_library.cache_clear()
     assert (fused - reference).abs().max() <= 2e-5 * reference.abs().max()
+
+
+def test_threads_share_the_work_and_not_the_result():
+    model = _model(groups=16)
+    inputs = _inputs(1, 8000, 512, 256)
+    outputs = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outputs.append(model(*inputs))
+    finally:
+        torch.set_num_threads(previous)
+    for output in outputs[1:]:
+        assert (output - outputs[0]).abs().max() <= 1e-5 * outputs[0].abs().max()

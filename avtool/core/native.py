@@ -55,7 +55,7 @@ def load_library(source: Path) -> ctypes.CDLL | None:
     if compiler is None:
         log.warning("no C++ compiler on PATH: %s runs on torch's slower path", source.name)
         return None
-    flags = ["-O3", _arch_flag(), "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
+    flags = ["-O3", _arch_flag(), "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno"]
     digest = hashlib.sha256()
     for part in (source.read_bytes(), compiler.encode(), " ".join(flags).encode(),
                  _cpu_features().encode(), platform.machine().encode()):  # fmt: skip

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 // A register block is kRowBlock output channels x kVectorsPerTile vectors of frames: 32
@@ -99,7 +100,8 @@ static inline void rows_of_tile(const float *w, int ld_w, int depth, const float
 // out = act(w . in + bias + addend) on one tile: `rows` x `depth` weights (row stride ld_w),
 // reading `count` <= kTile columns of `in` (zeros after them) and writing `count` of `out`.
 static void tile_matmul(int rows, int depth, const float *w, int ld_w, const float *in, int ld_in,
-                        Epilogue e, float *out, int ld_out, int count, std::vector<float> &staging) {
+                        Epilogue e, float *out, int ld_out, int count,
+                        std::vector<float> &staging) {
     if (count < kTile) {  // the sequence's last, partial tile: through zero-padded copies
         staging.assign(static_cast<size_t>(depth + 2 * rows) * kTile, 0.f);
         float *in_pad = staging.data(), *add_pad = in_pad + depth * kTile;
@@ -138,6 +140,25 @@ static void tile_matmul(int rows, int depth, const float *w, int ld_w, const flo
         rows_of_tile<1>(w + row * ld_w, ld_w, depth, in, ld_in, out + row * ld_out, ld_out, e, row);
 }
 
+// body(begin, end, part) over `threads` contiguous parts of [0, n), the caller running the
+// first; a part whose thread cannot start runs on the caller.
+template <class Body>
+static void in_parts(int n, int threads, const Body &body) {
+    threads = threads < n ? threads : n;
+    std::vector<std::thread> workers;
+    for (int part = 1; part < threads; ++part) {
+        const int begin = static_cast<int>(static_cast<long>(n) * part / threads);
+        const int end = static_cast<int>(static_cast<long>(n) * (part + 1) / threads);
+        try {
+            workers.emplace_back(body, begin, end, part);
+        } catch (...) {
+            body(begin, end, part);
+        }
+    }
+    body(0, threads > 1 ? n / threads : n, 0);
+    for (auto &worker : workers) worker.join();
+}
+
 static float inverse_std(double sum, double squares, double n, float eps, double &mean) {
     mean = sum / n;
     const double variance = squares / n - mean * mean;
@@ -151,49 +172,63 @@ extern "C" {
 int tac_forward(const float *x, float *y, int groups, int width, int hidden, int frames,
                 const float *w1, const float *b1, float a1, const float *w2, const float *b2,
                 float a2, const float *w3, const float *b3, float a3, const float *gamma,
-                const float *beta, float eps) {
-    std::vector<float> features(static_cast<size_t>(groups) * hidden * kTile);
-    std::vector<float> average(hidden * kTile), shared(hidden * kTile), broadcast(width * kTile);
-    std::vector<float> staging;
-    std::vector<double> sums(groups), squares(groups);
+                const float *beta, float eps, int threads) {
     const size_t row_size = static_cast<size_t>(width) * frames;
     const float inverse_groups = 1.f / groups;
-    for (int t0 = 0; t0 < frames; t0 += kTile) {
-        const int count = frames - t0 < kTile ? frames - t0 : kTile;
-        std::memset(average.data(), 0, average.size() * 4);
-        for (int g = 0; g < groups; ++g) {
-            float *f = features.data() + static_cast<size_t>(g) * hidden * kTile;
-            Epilogue transform{b1, nullptr, 0, true, a1};
-            transform.total = average.data();
-            tile_matmul(hidden, width, w1, width, x + g * row_size + t0, frames, transform, f, kTile,
-                        count, staging);
+    const int tiles = (frames + kTile - 1) / kTile;
+    threads = threads < 1 ? 1 : threads;
+    std::vector<double> sums(static_cast<size_t>(threads) * groups, 0.0), squares(sums);
+    in_parts(tiles, threads, [=, &sums, &squares](int begin, int end, int part) {
+        std::vector<float> features(static_cast<size_t>(groups) * hidden * kTile);
+        std::vector<float> average(hidden * kTile), shared(hidden * kTile);
+        std::vector<float> broadcast(width * kTile);
+        std::vector<float> staging;
+        double *part_sums = sums.data() + part * groups;
+        double *part_squares = squares.data() + part * groups;
+        for (int t0 = begin * kTile; t0 < end * kTile && t0 < frames; t0 += kTile) {
+            const int count = frames - t0 < kTile ? frames - t0 : kTile;
+            std::memset(average.data(), 0, average.size() * 4);
+            for (int g = 0; g < groups; ++g) {
+                float *f = features.data() + static_cast<size_t>(g) * hidden * kTile;
+                Epilogue transform{b1, nullptr, 0, true, a1};
+                transform.total = average.data();
+                tile_matmul(hidden, width, w1, width, x + g * row_size + t0, frames, transform, f,
+                            kTile, count, staging);
+            }
+            for (int i = 0; i < hidden * kTile; i += kLanes)
+                store(average.data() + i, load(average.data() + i) * inverse_groups);
+            tile_matmul(hidden, hidden, w2, hidden, average.data(), kTile,
+                        {b2, nullptr, 0, true, a2}, shared.data(), kTile, kTile, staging);
+            tile_matmul(width, hidden, w3 + hidden, 2 * hidden, shared.data(), kTile,
+                        {nullptr, nullptr, 0, false, 0.f}, broadcast.data(), kTile, kTile, staging);
+            for (int g = 0; g < groups; ++g) {
+                Epilogue concat{b3, broadcast.data(), kTile, true, a3};
+                concat.sum = part_sums + g;
+                concat.squares = part_squares + g;
+                tile_matmul(width, hidden, w3, 2 * hidden,
+                            features.data() + static_cast<size_t>(g) * hidden * kTile, kTile,
+                            concat, y + g * row_size + t0, frames, count, staging);
+            }
         }
-        for (int i = 0; i < hidden * kTile; i += kLanes)
-            store(average.data() + i, load(average.data() + i) * inverse_groups);
-        tile_matmul(hidden, hidden, w2, hidden, average.data(), kTile, {b2, nullptr, 0, true, a2},
-                    shared.data(), kTile, kTile, staging);
-        tile_matmul(width, hidden, w3 + hidden, 2 * hidden, shared.data(), kTile,
-                    {nullptr, nullptr, 0, false, 0.f}, broadcast.data(), kTile, kTile, staging);
-        for (int g = 0; g < groups; ++g) {
-            float *out = y + g * row_size + t0;
-            Epilogue concat{b3, broadcast.data(), kTile, true, a3};
-            concat.sum = &sums[g];
-            concat.squares = &squares[g];
-            tile_matmul(width, hidden, w3, 2 * hidden,
-                        features.data() + static_cast<size_t>(g) * hidden * kTile, kTile, concat,
-                        out, frames, count, staging);
+    });
+    in_parts(groups, threads, [&](int begin, int end, int) {
+        for (int g = begin; g < end; ++g) {
+            double sum = 0, square_sum = 0, mean;
+            for (int part = 0; part < threads; ++part) {
+                sum += sums[part * groups + g];
+                square_sum += squares[part * groups + g];
+            }
+            const float inv =
+                inverse_std(sum, square_sum, static_cast<double>(row_size), eps, mean);
+            for (int c = 0; c < width; ++c) {
+                const float scale = gamma[c] * inv;
+                const float offset = beta[c] - static_cast<float>(mean) * scale;
+                const float *in = x + g * row_size + c * frames;
+                float *out = y + g * row_size + c * frames;
+                for (int t = 0; t < frames; ++t) out[t] = in[t] + out[t] * scale + offset;
+            }
         }
-    }
-    for (int g = 0; g < groups; ++g) {
-        double mean;
-        const float inv = inverse_std(sums[g], squares[g], static_cast<double>(row_size), eps, mean);
-        for (int c = 0; c < width; ++c) {
-            const float scale = gamma[c] * inv, offset = beta[c] - static_cast<float>(mean) * scale;
-            const float *in = x + g * row_size + c * frames;
-            float *out = y + g * row_size + c * frames;
-            for (int t = 0; t < frames; ++t) out[t] = in[t] + out[t] * scale + offset;
-        }
-    }
+    });
     return 0;
 }
 
@@ -205,89 +240,91 @@ int conv_block_forward(const float *x, float *y, int rows, int width, int hidden
                        int kernel, int dilation, const float *we, const float *be, float ae,
                        const float *ge, const float *bte, const float *wd, const float *bd,
                        float ad, const float *gd, const float *btd, const float *wp,
-                       const float *bp, float eps) {
+                       const float *bp, float eps, int threads) {
     if (kernel > kMaxTaps) return -1;
     const int padded = (frames + kTile - 1) / kTile * kTile;
     const int centre = (kernel - 1) / 2;
-    std::vector<float> expanded(static_cast<size_t>(hidden) * padded);
-    std::vector<float> depthwise(static_cast<size_t>(hidden) * padded);
-    std::vector<float> projection(static_cast<size_t>(width) * hidden), bias(width), staging;
     const size_t row_size = static_cast<size_t>(width) * frames;
     const double count_all = static_cast<double>(hidden) * frames;
-    for (int row = 0; row < rows; ++row) {
-        const float *in = x + row * row_size;
-        double sum = 0, squares = 0, mean;
-        for (int t0 = 0; t0 < frames; t0 += kTile) {
-            Epilogue expand{be, nullptr, 0, true, ae};
-            expand.sum = &sum;
-            expand.squares = &squares;
-            tile_matmul(hidden, width, we, width, in + t0, frames, expand, expanded.data() + t0,
-                        padded, frames - t0 < kTile ? frames - t0 : kTile, staging);
-        }
-        const float inv = inverse_std(sum, squares, count_all, eps, mean);
-        sum = squares = 0;
-        // The depthwise conv of the normalised u (s u + o, zero-padded) on raw u: taps scaled by
-        // s, bias plus o times the taps in range, which is all of them away from the ends.
-        for (int c = 0; c < hidden; ++c) {
-            const float scale = ge[c] * inv, offset = bte[c] - static_cast<float>(mean) * scale;
-            const float *u = expanded.data() + static_cast<size_t>(c) * padded;
-            float *v = depthwise.data() + static_cast<size_t>(c) * padded;
-            float taps[kMaxTaps], tap_total = 0.f;
-            for (int k = 0; k < kernel; ++k) {
-                taps[k] = wd[c * kernel + k] * scale;
-                tap_total += wd[c * kernel + k];
+    in_parts(rows, threads < 1 ? 1 : threads, [&](int first_row, int end_row, int) {
+        std::vector<float> expanded(static_cast<size_t>(hidden) * padded);
+        std::vector<float> depthwise(static_cast<size_t>(hidden) * padded);
+        std::vector<float> projection(static_cast<size_t>(width) * hidden), bias(width), staging;
+        for (int row = first_row; row < end_row; ++row) {
+            const float *in = x + row * row_size;
+            double sum = 0, squares = 0, mean;
+            for (int t0 = 0; t0 < frames; t0 += kTile) {
+                Epilogue expand{be, nullptr, 0, true, ae};
+                expand.sum = &sum;
+                expand.squares = &squares;
+                tile_matmul(hidden, width, we, width, in + t0, frames, expand, expanded.data() + t0,
+                            padded, frames - t0 < kTile ? frames - t0 : kTile, staging);
             }
-            const float inner_bias = bd[c] + offset * tap_total;
-            const int first = centre * dilation, last = frames - (kernel - 1 - centre) * dilation;
-            auto at = [&](int t) {  // one frame, with the zero padding
-                float value = bd[c];
-                for (int k = 0; k < kernel; ++k) {
-                    const int source = t + (k - centre) * dilation;
-                    if (source >= 0 && source < frames)
-                        value += wd[c * kernel + k] * (u[source] * scale + offset);
-                }
-                value = value > 0 ? value : value * ad;
-                v[t] = value;
-                sum += value;
-                squares += value * value;
-            };
-            int t = 0;
-            for (; t < first && t < frames; ++t) at(t);
-            vf vector_sum{}, vector_squares{};
-            for (; t + kLanes <= last; t += kLanes) {
-                vf acc = splat(inner_bias);
-                for (int k = 0; k < kernel; ++k) acc += taps[k] * load(u + t + (k - centre) * dilation);
-                acc = prelu(acc, ad);
-                store(v + t, acc);
-                vector_sum += acc;
-                vector_squares += acc * acc;
-            }
-            sum += horizontal_sum(vector_sum);
-            squares += horizontal_sum(vector_squares);
-            for (; t < frames; ++t) at(t);
-        }
-        const float inv2 = inverse_std(sum, squares, count_all, eps, mean);
-        // gLN folded into the projection: W_p (s v + o) + b_p = (W_p s) v + (W_p o + b_p).
-        for (int o = 0; o < width; ++o) {
-            double shift = bp[o];
+            const float inv = inverse_std(sum, squares, count_all, eps, mean);
+            sum = squares = 0;
+            // The depthwise conv of the normalised u (s u + o, zero-padded) on raw u: taps
+            // scaled by s, bias plus o times the taps in range (all of them away from the ends).
             for (int c = 0; c < hidden; ++c) {
-                const float scale = gd[c] * inv2;
-                projection[o * hidden + c] = wp[o * hidden + c] * scale;
-                shift += static_cast<double>(wp[o * hidden + c]) *
-                         (btd[c] - static_cast<float>(mean) * scale);
+                const float scale = ge[c] * inv, offset = bte[c] - static_cast<float>(mean) * scale;
+                const float *u = expanded.data() + static_cast<size_t>(c) * padded;
+                float *v = depthwise.data() + static_cast<size_t>(c) * padded;
+                float taps[kMaxTaps], tap_total = 0.f;
+                for (int k = 0; k < kernel; ++k) {
+                    taps[k] = wd[c * kernel + k] * scale;
+                    tap_total += wd[c * kernel + k];
+                }
+                const float inner_bias = bd[c] + offset * tap_total;
+                const int first = centre * dilation;
+                const int last = frames - (kernel - 1 - centre) * dilation;
+                auto at = [&](int t) {  // one frame, with the zero padding
+                    float value = bd[c];
+                    for (int k = 0; k < kernel; ++k) {
+                        const int source = t + (k - centre) * dilation;
+                        if (source >= 0 && source < frames)
+                            value += wd[c * kernel + k] * (u[source] * scale + offset);
+                    }
+                    value = value > 0 ? value : value * ad;
+                    v[t] = value;
+                    sum += value;
+                    squares += value * value;
+                };
+                int t = 0;
+                for (; t < first && t < frames; ++t) at(t);
+                vf vector_sum{}, vector_squares{};
+                for (; t + kLanes <= last; t += kLanes) {
+                    vf acc = splat(inner_bias);
+                    for (int k = 0; k < kernel; ++k)
+                        acc += taps[k] * load(u + t + (k - centre) * dilation);
+                    acc = prelu(acc, ad);
+                    store(v + t, acc);
+                    vector_sum += acc;
+                    vector_squares += acc * acc;
+                }
+                sum += horizontal_sum(vector_sum);
+                squares += horizontal_sum(vector_squares);
+                for (; t < frames; ++t) at(t);
             }
-            bias[o] = static_cast<float>(shift);
+            const float inv2 = inverse_std(sum, squares, count_all, eps, mean);
+            // gLN folded into the projection: W_p (s v + o) + b_p = (W_p s) v + (W_p o + b_p).
+            for (int o = 0; o < width; ++o) {
+                double shift = bp[o];
+                for (int c = 0; c < hidden; ++c) {
+                    const float scale = gd[c] * inv2;
+                    projection[o * hidden + c] = wp[o * hidden + c] * scale;
+                    shift += static_cast<double>(wp[o * hidden + c]) *
+                             (btd[c] - static_cast<float>(mean) * scale);
+                }
+                bias[o] = static_cast<float>(shift);
+            }
+            for (int t0 = 0; t0 < frames; t0 += kTile) {
+                const int count = frames - t0 < kTile ? frames - t0 : kTile;
+                tile_matmul(width, hidden, projection.data(), hidden, depthwise.data() + t0, padded,
+                            {bias.data(), in + t0, frames, false, 0.f}, y + row * row_size + t0,
+                            frames, count, staging);
+            }
         }
-        for (int t0 = 0; t0 < frames; t0 += kTile) {
-            const int count = frames - t0 < kTile ? frames - t0 : kTile;
-            tile_matmul(width, hidden, projection.data(), hidden, depthwise.data() + t0, padded,
-                        {bias.data(), in + t0, frames, false, 0.f}, y + row * row_size + t0,
-                        frames, count, staging);
-        }
-    }
+    });
     return 0;
 }
-
-int tile_frames(void) { return kTile; }
 
 }  // extern "C"

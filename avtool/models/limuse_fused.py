@@ -3,9 +3,10 @@
 `GCTCN.forward` takes this path when nothing needs a gradient, the tensors are fp32 on the CPU,
 no layer quantizes its input (8-bit activations keep torch's path: their min-max grids span
 whole tensors) and the kernels compiled (`avtool.core.native`); `AVTOOL_NATIVE=0` turns it
-off, `torch_path()` too within a block of code. Weights are read through the modules, so quantized weights (parametrizations) are used as
-the layers would use them. The outputs equal torch's within float rounding (the tests bound the
-difference); the kernels run on one thread.
+off, `torch_path()` too within a block of code. Weights are read through the modules, so
+quantized weights (parametrizations) are used as the layers would use them. The outputs equal torch's within float rounding (the tests bound the
+difference). The kernels split their work (TAC's tiles of frames, the conv blocks' rows) over
+torch's thread count, `torch.set_num_threads`.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def kernels() -> ctypes.CDLL | None:
     library = load_library(SOURCE)
     if library is not None and library.tac_forward.argtypes is None:
         library.tac_forward.argtypes = [_POINTER, _POINTER] + [_INT] * 4 + [
-            _POINTER, _POINTER, _FLOAT] * 3 + [_POINTER, _POINTER, _FLOAT]  # fmt: skip
+            _POINTER, _POINTER, _FLOAT] * 3 + [_POINTER, _POINTER, _FLOAT, _INT]  # fmt: skip
         library.conv_block_forward.argtypes = [_POINTER, _POINTER] + [_INT] * 6 + [
             _POINTER, _POINTER, _FLOAT, _POINTER, _POINTER, _POINTER, _POINTER, _FLOAT,
-            _POINTER, _POINTER, _POINTER, _POINTER, _FLOAT]  # fmt: skip
+            _POINTER, _POINTER, _POINTER, _POINTER, _FLOAT, _INT]  # fmt: skip
     return library
 
 
@@ -97,7 +98,7 @@ def _tac(library: ctypes.CDLL, tac: TAC, x: torch.Tensor, y: torch.Tensor) -> No
             _pointer(w1), _pointer(b1), _slope(tac.transform_act),
             _pointer(w2), _pointer(b2), _slope(tac.average_act),
             _pointer(w3), _pointer(b3), _slope(tac.concat_act),
-            _pointer(gamma), _pointer(beta), tac.norm.eps,
+            _pointer(gamma), _pointer(beta), tac.norm.eps, torch.get_num_threads(),
         )  # fmt: skip
 
 
@@ -114,6 +115,7 @@ def _conv_block(library: ctypes.CDLL, block: ConvBlock, x: torch.Tensor, y: torc
         block.depthwise.dilation[0], _pointer(we), _pointer(be), _slope(block.expand_act),
         _pointer(ge), _pointer(bte), _pointer(wd), _pointer(bd), _slope(block.depthwise_act),
         _pointer(gd), _pointer(btd), _pointer(wp), _pointer(bp), block.expand_norm.eps,
+        torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise RuntimeError(f"depthwise kernel wider than {MAX_DEPTHWISE_TAPS} taps")
