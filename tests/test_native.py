@@ -57,7 +57,7 @@ def test_a_failed_build_is_reported_and_leaves_nothing(fresh, caplog):
     source.write_text("this is not C++\n")
     with caplog.at_level(logging.WARNING):
         assert native.load_library(source) is None
-    assert "could not compile broken.cpp" in caplog.text
+    assert "could not build broken.cpp (" in caplog.text
     assert not list((fresh / "cache" / "native").glob("*.so"))
 
 
@@ -66,3 +66,14 @@ def test_switched_off_by_the_environment(fresh, monkeypatch):
     source.write_text(SOURCE)
     monkeypatch.setenv("AVTOOL_NATIVE", "0")
     assert native.load_library(source) is None
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler on PATH")
+def test_an_unwritable_cache_folder_is_reported(fresh, monkeypatch, caplog):
+    source = fresh / "answer.cpp"
+    source.write_text(SOURCE)
+    (fresh / "file").write_text("")
+    monkeypatch.setenv("AVTOOL_CACHE", str(fresh / "file" / "cache"))  # under a file
+    with caplog.at_level(logging.WARNING):
+        assert native.load_library(source) is None
+    assert "could not build answer.cpp" in caplog.text

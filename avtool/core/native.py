@@ -5,8 +5,8 @@ host's instruction set, into `$AVTOOL_CACHE/native` (else `~/.cache/avtool/nativ
 name hashing the source, the compiler, the flags and the CPU's features, so a cluster's
 different nodes sharing one home folder each get their own build. The build is written to a
 temporary file and renamed, so ranks starting together never load half a library. Without a
-compiler, or when the build fails, `load_library` returns None and says why once in the log:
-callers keep their pure-torch path.
+compiler, or when the build fails or the cache folder cannot be written, `load_library`
+returns None and says why once in the log: callers keep their pure-torch path.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DISABLE_VARIABLE = "AVTOOL_NATIVE"  # "0" keeps every caller on its torch path
+BUILD_TIMEOUT_S = 300
 
 
 def _cpu_features() -> str:
@@ -61,16 +62,23 @@ def load_library(source: Path) -> ctypes.CDLL | None:
                  _cpu_features().encode(), platform.machine().encode()):  # fmt: skip
         digest.update(part)
     target = cache_folder() / f"{source.stem}-{digest.hexdigest()[:16]}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            built = Path(tmp) / target.name
-            result = subprocess.run(
-                [compiler, *flags, str(source), "-o", str(built)], capture_output=True, text=True
-            )
-            if result.returncode:
-                reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
-                log.warning("could not compile %s (%s): torch's slower path", source.name, reason)
-                return None
-            os.replace(built, target)
-    return ctypes.CDLL(str(target))
+    try:
+        if not target.exists():
+            _build(compiler, flags, source, target)
+        return ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+        log.warning("could not build %s (%s): torch's slower path", source.name, error)
+        return None
+
+
+def _build(compiler: str, flags: list[str], source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        result = subprocess.run(
+            [compiler, *flags, str(source), "-o", str(built)],
+            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+        )  # fmt: skip
+        if result.returncode:
+            raise RuntimeError((result.stderr.strip().splitlines() or ["no message"])[-1])
+        os.replace(built, target)
