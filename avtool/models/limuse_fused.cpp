@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
-#include <utility>
 #include <vector>
 
 // A register block is kRowBlock output channels x kVectorsPerTile vectors of frames: 32
@@ -56,12 +55,8 @@ static inline float horizontal_sum(vf v) {
     return s;
 }
 
-// What an epilogue does, as template flags: each combination is its own loop, so a tile pays
-// only for what it uses (the sums cost an audio TAC 20% when always computed).
-enum : int { kAddend = 1, kActivation = 2, kTotal = 4, kStatistics = 8, kCombinations = 16 };
-
 // out[r, 0:kTile] = act(sum_i w[r, i] in[i, 0:kTile] + bias[r] + addend[r, :]) for R rows.
-template <int R, int kFlags>
+template <int R>
 static inline void rows_of_tile(const float *w, int ld_w, int depth, const float *in, int ld_in,
                                 float *out, int ld_out, const Epilogue &e, int row) {
     vf acc[R][kVectorsPerTile];
@@ -86,42 +81,20 @@ static inline void rows_of_tile(const float *w, int ld_w, int depth, const float
 #pragma GCC unroll 8
         for (int v = 0; v < kVectorsPerTile; ++v) {
             vf y = acc[r][v];
-            if constexpr (kFlags & kAddend)
-                y += load(e.addend + (row + r) * e.ld_addend + v * kLanes);
-            if constexpr (kFlags & kActivation) y = prelu(y, e.slope);
+            if (e.addend) y += load(e.addend + (row + r) * e.ld_addend + v * kLanes);
+            if (e.activation) y = prelu(y, e.slope);
             store(out + r * ld_out + v * kLanes, y);
-            if constexpr (kFlags & kTotal) {
+            if (e.total) {
                 float *total = e.total + (row + r) * ld_out + v * kLanes;
                 store(total, load(total) + y);
             }
-            if constexpr (kFlags & kStatistics) {
-                sum += y;
-                squares += y * y;
-            }
+            sum += y;
+            squares += y * y;
         }
-    if constexpr (kFlags & kStatistics) {
+    if (e.sum) {
         *e.sum += horizontal_sum(sum);
         *e.squares += horizontal_sum(squares);
     }
-}
-
-template <int R, int... kFlags>
-static inline void rows_of_tile_for(int flags, std::integer_sequence<int, kFlags...>,
-                                    const float *w, int ld_w, int depth, const float *in,
-                                    int ld_in, float *out, int ld_out, const Epilogue &e,
-                                    int row) {
-    ((flags == kFlags ? rows_of_tile<R, kFlags>(w, ld_w, depth, in, ld_in, out, ld_out, e, row)
-                      : void()),
-     ...);
-}
-
-template <int R>
-static void rows_of_tile(const float *w, int ld_w, int depth, const float *in, int ld_in,
-                         float *out, int ld_out, const Epilogue &e, int row) {
-    const int flags = (e.addend ? kAddend : 0) | (e.activation ? kActivation : 0) |
-                      (e.total ? kTotal : 0) | (e.sum ? kStatistics : 0);
-    rows_of_tile_for<R>(flags, std::make_integer_sequence<int, kCombinations>{}, w, ld_w, depth,
-                        in, ld_in, out, ld_out, e, row);
 }
 
 // out = act(w . in + bias + addend) on one tile: `rows` x `depth` weights (row stride ld_w),
