@@ -12,6 +12,7 @@
 // Compiled at first use with -march=native (avtool/core/native.py); GCC's vector extensions
 // give 16-lane vectors on AVX-512 and 8 on AVX2 from the same source.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -159,10 +160,109 @@ static void in_parts(int n, int threads, const Body &body) {
     for (auto &worker : workers) worker.join();
 }
 
+// Running per-row minimum and maximum of `count` columns of a [rows, ld] block.
+static void track_rows(const float *p, int rows, int ld, int count, float *lows, float *highs) {
+    for (int r = 0; r < rows; ++r) {
+        const float *row = p + static_cast<size_t>(r) * ld;
+        float low = lows[r], high = highs[r];
+        int t = 0;
+        if (count >= kLanes) {
+            vf vector_low = load(row), vector_high = vector_low;
+            for (; t + kLanes <= count; t += kLanes) {
+                const vf v = load(row + t);
+                vector_low = v < vector_low ? v : vector_low;
+                vector_high = v > vector_high ? v : vector_high;
+            }
+            for (int l = 0; l < kLanes; ++l) {
+                low = vector_low[l] < low ? vector_low[l] : low;
+                high = vector_high[l] > high ? vector_high[l] : high;
+            }
+        }
+        for (; t < count; ++t) {
+            low = row[t] < low ? row[t] : low;
+            high = row[t] > high ? row[t] : high;
+        }
+        lows[r] = low;
+        highs[r] = high;
+    }
+}
+
+// LiMuSE's min-max activation grid (avtool/quant/activations.py): Q(v) = round((v - low) /
+// step) * step + low, step = max(high - low, 1e-12) / levels, rounding half to even.
+struct Grid {
+    float low, step;
+    Grid(float low_, float high, int levels) : low(low_) {
+        const float span = high - low_;
+        step = (span > 1e-12f ? span : 1e-12f) / static_cast<float>(levels);
+    }
+};
+
+static inline vf quantize(vf v, const Grid &grid) {
+    constexpr float kRoundHalfEven = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
+    vf q = (v - grid.low) / grid.step;
+    q = (q + kRoundHalfEven) - kRoundHalfEven;
+    return q * grid.step + grid.low;
+}
+
+// Quantizes `count` columns of each of `rows` rows of [rows, ld] in place, after the affine map
+// v * scale[r] + offset[r] when given (a norm).
+static void quantize_rows(float *p, int rows, int ld, int count, const Grid &grid,
+                          const float *scale = nullptr, const float *offset = nullptr) {
+    for (int r = 0; r < rows; ++r) {
+        float *row = p + static_cast<size_t>(r) * ld;
+        const float a = scale ? scale[r] : 1.f, b = offset ? offset[r] : 0.f;
+        int t = 0;
+        for (; t + kLanes <= count; t += kLanes) {
+            const vf v = scale ? load(row + t) * a + b : load(row + t);
+            store(row + t, quantize(v, grid));
+        }
+        for (; t < count; ++t) {
+            vf v = splat(scale ? row[t] * a + b : row[t]);
+            row[t] = quantize(v, grid)[0];
+        }
+    }
+}
+
+// The quantized copy of one tile ([rows, kTile]) of a [rows, ld] block.
+static void quantized_tile(float *tile, const float *source, int rows, int ld, const Grid &grid) {
+    for (int r = 0; r < rows; ++r)
+        std::memcpy(tile + r * kTile, source + static_cast<size_t>(r) * ld, kTile * 4);
+    quantize_rows(tile, rows, kTile, kTile, grid);
+}
+
 static float inverse_std(double sum, double squares, double n, float eps, double &mean) {
     mean = sum / n;
     const double variance = squares / n - mean * mean;
     return static_cast<float>(1.0 / std::sqrt((variance > 0 ? variance : 0) + eps));
+}
+
+// y = x + gLN(y) for `rows` rows of [width, T], each with its own statistics: the sums of
+// row r over the tiles are sums[tile * rows + r] (and squares likewise), added in tile order
+// so that the result does not depend on how many threads computed them.
+static void normalise_with_residual(const float *x, float *y, int rows, int width, int frames,
+                                    const std::vector<double> &sums,
+                                    const std::vector<double> &squares, int threads,
+                                    const float *gamma, const float *beta, float eps) {
+    const size_t row_size = static_cast<size_t>(width) * frames;
+    const int tiles = static_cast<int>(sums.size()) / rows;
+    in_parts(rows, threads, [&](int begin, int end, int) {
+        for (int g = begin; g < end; ++g) {
+            double sum = 0, square_sum = 0, mean;
+            for (int tile = 0; tile < tiles; ++tile) {
+                sum += sums[tile * rows + g];
+                square_sum += squares[tile * rows + g];
+            }
+            const float inv =
+                inverse_std(sum, square_sum, static_cast<double>(row_size), eps, mean);
+            for (int c = 0; c < width; ++c) {
+                const float scale = gamma[c] * inv;
+                const float offset = beta[c] - static_cast<float>(mean) * scale;
+                const float *in = x + g * row_size + c * frames;
+                float *out = y + g * row_size + c * frames;
+                for (int t = 0; t < frames; ++t) out[t] = in[t] + out[t] * scale + offset;
+            }
+        }
+    });
 }
 
 extern "C" {
@@ -177,14 +277,12 @@ int tac_forward(const float *x, float *y, int groups, int width, int hidden, int
     const float inverse_groups = 1.f / groups;
     const int tiles = (frames + kTile - 1) / kTile;
     threads = threads < 1 ? 1 : threads;
-    std::vector<double> sums(static_cast<size_t>(threads) * groups, 0.0), squares(sums);
-    in_parts(tiles, threads, [=, &sums, &squares](int begin, int end, int part) {
+    std::vector<double> sums(static_cast<size_t>(tiles) * groups, 0.0), squares(sums);
+    in_parts(tiles, threads, [=, &sums, &squares](int begin, int end, int) {
         std::vector<float> features(static_cast<size_t>(groups) * hidden * kTile);
         std::vector<float> average(hidden * kTile), shared(hidden * kTile);
         std::vector<float> broadcast(width * kTile);
         std::vector<float> staging;
-        double *part_sums = sums.data() + part * groups;
-        double *part_squares = squares.data() + part * groups;
         for (int t0 = begin * kTile; t0 < end * kTile && t0 < frames; t0 += kTile) {
             const int count = frames - t0 < kTile ? frames - t0 : kTile;
             std::memset(average.data(), 0, average.size() * 4);
@@ -203,32 +301,15 @@ int tac_forward(const float *x, float *y, int groups, int width, int hidden, int
                         {nullptr, nullptr, 0, false, 0.f}, broadcast.data(), kTile, kTile, staging);
             for (int g = 0; g < groups; ++g) {
                 Epilogue concat{b3, broadcast.data(), kTile, true, a3};
-                concat.sum = part_sums + g;
-                concat.squares = part_squares + g;
+                concat.sum = &sums[t0 / kTile * groups + g];
+                concat.squares = &squares[t0 / kTile * groups + g];
                 tile_matmul(width, hidden, w3, 2 * hidden,
                             features.data() + static_cast<size_t>(g) * hidden * kTile, kTile,
                             concat, y + g * row_size + t0, frames, count, staging);
             }
         }
     });
-    in_parts(groups, threads, [&](int begin, int end, int) {
-        for (int g = begin; g < end; ++g) {
-            double sum = 0, square_sum = 0, mean;
-            for (int part = 0; part < threads; ++part) {
-                sum += sums[part * groups + g];
-                square_sum += squares[part * groups + g];
-            }
-            const float inv =
-                inverse_std(sum, square_sum, static_cast<double>(row_size), eps, mean);
-            for (int c = 0; c < width; ++c) {
-                const float scale = gamma[c] * inv;
-                const float offset = beta[c] - static_cast<float>(mean) * scale;
-                const float *in = x + g * row_size + c * frames;
-                float *out = y + g * row_size + c * frames;
-                for (int t = 0; t < frames; ++t) out[t] = in[t] + out[t] * scale + offset;
-            }
-        }
-    });
+    normalise_with_residual(x, y, groups, width, frames, sums, squares, threads, gamma, beta, eps);
     return 0;
 }
 
@@ -322,6 +403,215 @@ int conv_block_forward(const float *x, float *y, int rows, int width, int hidden
                             {bias.data(), in + t0, frames, false, 0.f}, y + row * row_size + t0,
                             frames, count, staging);
             }
+        }
+    });
+    return 0;
+}
+
+// Per-part running ranges of `width` channels, reduced to one range at the end.
+struct Ranges {
+    std::vector<float> lows, highs;
+    int width;
+    Ranges(int parts, int width_) : lows(static_cast<size_t>(parts) * width_, INFINITY),
+                                    highs(lows.size(), -INFINITY), width(width_) {}
+    float *low(int part) { return lows.data() + static_cast<size_t>(part) * width; }
+    float *high(int part) { return highs.data() + static_cast<size_t>(part) * width; }
+    float min() const { return *std::min_element(lows.begin(), lows.end()); }
+    float max() const { return *std::max_element(highs.begin(), highs.end()); }
+};
+
+// TAC with `levels`-level min-max grids at its three linears' inputs (LiMuSE's 8-bit
+// activations), on all `items` batch items at once: each grid spans the whole batch, as in
+// torch's path. `xq` is the transform's input already quantized, `x` what the residual adds.
+// Three passes over the tiles: the group means and their range; the averaged branch g and its
+// range; the transform again (cheaper than keeping its K x 3H/K x T output), quantized with g
+// on their joint grid, into the concat linear.
+int tac_forward_quantized(const float *x, const float *xq, float *y, int items, int groups,
+                          int width, int hidden, int frames, const float *w1, const float *b1,
+                          float a1, const float *w2, const float *b2, float a2, const float *w3,
+                          const float *b3, float a3, const float *gamma, const float *beta,
+                          float eps, int levels, int threads) {
+    const size_t row_size = static_cast<size_t>(width) * frames, item_size = row_size * groups;
+    const int tiles = (frames + kTile - 1) / kTile, padded = tiles * kTile, jobs = items * tiles;
+    threads = threads < 1 ? 1 : (threads < jobs ? threads : jobs);
+    std::vector<float> means(static_cast<size_t>(items) * hidden * padded), shared(means.size());
+    Ranges transform_range(threads, hidden), mean_range(threads, hidden), g_range(threads, hidden);
+    in_parts(jobs, threads, [&](int begin, int end, int part) {
+        std::vector<float> f(hidden * kTile), total(hidden * kTile), staging;
+        for (int job = begin; job < end; ++job) {
+            const int item = job / tiles, t0 = job % tiles * kTile;
+            const int count = frames - t0 < kTile ? frames - t0 : kTile;
+            std::fill(total.begin(), total.end(), 0.f);
+            for (int g = 0; g < groups; ++g) {
+                Epilogue transform{b1, nullptr, 0, true, a1};
+                transform.total = total.data();
+                tile_matmul(hidden, width, w1, width, xq + item * item_size + g * row_size + t0,
+                            frames, transform, f.data(), kTile, count, staging);
+                track_rows(f.data(), hidden, kTile, count, transform_range.low(part),
+                           transform_range.high(part));
+            }
+            float *mean = means.data() + static_cast<size_t>(item) * hidden * padded + t0;
+            for (int c = 0; c < hidden; ++c)
+                for (int t = 0; t < kTile; t += kLanes)
+                    store(mean + c * padded + t,
+                          load(total.data() + c * kTile + t) / static_cast<float>(groups));
+            track_rows(mean, hidden, padded, count, mean_range.low(part), mean_range.high(part));
+        }
+    });
+    const Grid mean_grid(mean_range.min(), mean_range.max(), levels);
+    in_parts(jobs, threads, [&](int begin, int end, int part) {
+        std::vector<float> quantized(hidden * kTile), staging;
+        for (int job = begin; job < end; ++job) {
+            const int item = job / tiles, t0 = job % tiles * kTile;
+            const int count = frames - t0 < kTile ? frames - t0 : kTile;
+            const size_t at = static_cast<size_t>(item) * hidden * padded + t0;
+            quantized_tile(quantized.data(), means.data() + at, hidden, padded, mean_grid);
+            tile_matmul(hidden, hidden, w2, hidden, quantized.data(), kTile,
+                        {b2, nullptr, 0, true, a2}, shared.data() + at, padded, kTile, staging);
+            track_rows(shared.data() + at, hidden, padded, count, g_range.low(part),
+                       g_range.high(part));
+        }
+    });
+    const Grid joint(std::min(transform_range.min(), g_range.min()),
+                     std::max(transform_range.max(), g_range.max()), levels);
+    std::vector<double> sums(static_cast<size_t>(tiles) * items * groups, 0.0), squares(sums);
+    in_parts(jobs, threads, [&](int begin, int end, int) {
+        std::vector<float> f(hidden * kTile), g(hidden * kTile), broadcast(width * kTile), staging;
+        for (int job = begin; job < end; ++job) {
+            const int item = job / tiles, t0 = job % tiles * kTile;
+            const int count = frames - t0 < kTile ? frames - t0 : kTile;
+            const size_t at = static_cast<size_t>(item) * hidden * padded + t0;
+            quantized_tile(g.data(), shared.data() + at, hidden, padded, joint);
+            tile_matmul(width, hidden, w3 + hidden, 2 * hidden, g.data(), kTile,
+                        {nullptr, nullptr, 0, false, 0.f}, broadcast.data(), kTile, kTile, staging);
+            for (int group = 0; group < groups; ++group) {
+                const size_t row = item * item_size + group * row_size + t0;
+                tile_matmul(hidden, width, w1, width, xq + row, frames, {b1, nullptr, 0, true, a1},
+                            f.data(), kTile, count, staging);
+                quantize_rows(f.data(), hidden, kTile, kTile, joint);
+                Epilogue concat{b3, broadcast.data(), kTile, true, a3};
+                const size_t statistic = static_cast<size_t>(job % tiles) * items * groups +
+                                         item * groups + group;
+                concat.sum = &sums[statistic];
+                concat.squares = &squares[statistic];
+                tile_matmul(width, hidden, w3, 2 * hidden, f.data(), kTile, concat, y + row, frames,
+                            count, staging);
+            }
+        }
+    });
+    normalise_with_residual(x, y, items * groups, width, frames, sums, squares, threads, gamma,
+                            beta, eps);
+    return 0;
+}
+
+// The conv block with `levels`-level min-max grids at its three layers' inputs, each spanning
+// all `rows` rows (torch's path quantizes the whole [B*K, C, T] tensor), so the rows go through
+// each layer together: expand (input `xq`, already quantized), the norm's range, quantize and
+// depthwise, the second norm's range, quantize and project. Zero padding is added after
+// quantization, as the padded convolution does.
+int conv_block_forward_quantized(const float *x, const float *xq, float *y, int rows, int width,
+                                 int hidden, int frames, int kernel, int dilation, const float *we,
+                                 const float *be, float ae, const float *ge, const float *bte,
+                                 const float *wd, const float *bd, float ad, const float *gd,
+                                 const float *btd, const float *wp, const float *bp, float eps,
+                                 int levels, int threads) {
+    if (kernel > kMaxTaps) return -1;
+    const int padded = (frames + kTile - 1) / kTile * kTile;
+    const int centre = (kernel - 1) / 2, halo = centre * dilation;
+    const int ld_u = halo + padded + (kernel - 1 - centre) * dilation + kLanes;
+    const size_t row_size = static_cast<size_t>(width) * frames;
+    const size_t u_size = static_cast<size_t>(hidden) * ld_u, v_size = size_t(hidden) * padded;
+    const double count_all = static_cast<double>(hidden) * frames;
+    threads = threads < 1 ? 1 : threads;
+    std::vector<float> expanded(u_size * rows, 0.f), depthwise(v_size * rows);
+    std::vector<float> lows(static_cast<size_t>(rows) * hidden), highs(lows.size());
+    std::vector<float> scales(lows.size()), offsets(lows.size());
+    std::vector<double> sums(rows), squares(rows);
+    // The grid of the normalised rows (v * scale + offset per channel) from each channel's range.
+    auto normalised_grid = [&](const float *norm_gamma, const float *norm_beta) {
+        float low = INFINITY, high = -INFINITY;
+        for (int row = 0; row < rows; ++row) {
+            double mean;
+            const float inv = inverse_std(sums[row], squares[row], count_all, eps, mean);
+            for (int c = 0; c < hidden; ++c) {
+                const size_t i = static_cast<size_t>(row) * hidden + c;
+                scales[i] = norm_gamma[c] * inv;
+                offsets[i] = norm_beta[c] - static_cast<float>(mean) * scales[i];
+                const float a = lows[i] * scales[i] + offsets[i];
+                const float b = highs[i] * scales[i] + offsets[i];
+                low = std::min(low, std::min(a, b));
+                high = std::max(high, std::max(a, b));
+            }
+        }
+        return Grid(low, high, levels);
+    };
+    in_parts(rows, threads, [&](int begin, int end, int) {
+        std::vector<float> staging;
+        for (int row = begin; row < end; ++row) {
+            float *u = expanded.data() + row * u_size + halo;
+            Epilogue expand{be, nullptr, 0, true, ae};
+            expand.sum = &sums[row];
+            expand.squares = &squares[row];
+            for (int t0 = 0; t0 < frames; t0 += kTile)
+                tile_matmul(hidden, width, we, width, xq + row * row_size + t0, frames, expand,
+                            u + t0, ld_u, frames - t0 < kTile ? frames - t0 : kTile, staging);
+            float *low = lows.data() + row * hidden, *high = highs.data() + row * hidden;
+            std::fill(low, low + hidden, INFINITY);
+            std::fill(high, high + hidden, -INFINITY);
+            track_rows(u, hidden, ld_u, frames, low, high);
+        }
+    });
+    const Grid expanded_grid = normalised_grid(ge, bte);
+    std::fill(sums.begin(), sums.end(), 0.0);
+    std::fill(squares.begin(), squares.end(), 0.0);
+    in_parts(rows, threads, [&](int begin, int end, int) {
+        for (int row = begin; row < end; ++row) {
+            float *u = expanded.data() + row * u_size + halo;
+            quantize_rows(u, hidden, ld_u, frames, expanded_grid, scales.data() + row * hidden,
+                          offsets.data() + row * hidden);
+            float *low = lows.data() + row * hidden, *high = highs.data() + row * hidden;
+            for (int c = 0; c < hidden; ++c) {
+                float *channel = u + static_cast<size_t>(c) * ld_u;
+                std::memset(channel + frames, 0, (ld_u - halo - frames) * 4);
+                float *v = depthwise.data() + row * v_size + static_cast<size_t>(c) * padded;
+                for (int t = 0; t < padded; t += kLanes) {
+                    vf acc = splat(bd[c]);
+                    for (int k = 0; k < kernel; ++k)
+                        acc += wd[c * kernel + k] * load(channel + t + (k - centre) * dilation);
+                    store(v + t, prelu(acc, ad));
+                }
+                vf vector_sum{}, vector_squares{};
+                int t = 0;
+                for (; t + kLanes <= frames; t += kLanes) {
+                    const vf value = load(v + t);
+                    vector_sum += value;
+                    vector_squares += value * value;
+                }
+                float sum = horizontal_sum(vector_sum), square_sum = horizontal_sum(vector_squares);
+                for (; t < frames; ++t) {
+                    sum += v[t];
+                    square_sum += v[t] * v[t];
+                }
+                sums[row] += sum;
+                squares[row] += square_sum;
+                low[c] = INFINITY;
+                high[c] = -INFINITY;
+                track_rows(v, 1, padded, frames, low + c, high + c);
+            }
+        }
+    });
+    const Grid depthwise_grid = normalised_grid(gd, btd);
+    in_parts(rows, threads, [&](int begin, int end, int) {
+        std::vector<float> staging;
+        for (int row = begin; row < end; ++row) {
+            float *v = depthwise.data() + row * v_size;
+            quantize_rows(v, hidden, padded, frames, depthwise_grid, scales.data() + row * hidden,
+                          offsets.data() + row * hidden);
+            for (int t0 = 0; t0 < frames; t0 += kTile)
+                tile_matmul(width, hidden, wp, hidden, v + t0, padded,
+                            {bp, x + row * row_size + t0, frames, false, 0.f},
+                            y + row * row_size + t0, frames,
+                            frames - t0 < kTile ? frames - t0 : kTile, staging);
         }
     });
     return 0;
