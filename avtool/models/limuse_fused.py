@@ -12,9 +12,9 @@ batch, as on torch's path; the kernels find each grid in an extra pass (TAC comp
 transform twice rather than keep it), and where float rounding, which differs between the two
 paths, puts a value on a grid boundary it moves by a step: per block under 0.1% of values.
 Through 18 blocks of a random K=32 model the two paths end 17 dB SNR apart, about as far as a
-1e-6 change of the input moves torch's own output (16 dB; tests and bench/limuse.py). The kernels split their work (tiles of frames, rows)
-over torch's thread count, and add every sum in frame order, so the thread count does not
-change a bit of the output.
+1e-6 change of the input moves torch's own output (16 dB; tests and bench/limuse.py). The
+kernels split their work (tiles of frames, rows) over torch's thread count, and add every sum
+in frame order, so the thread count does not change a bit of the output.
 """
 
 from __future__ import annotations
